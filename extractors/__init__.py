@@ -1,0 +1,1 @@
+"""Stages that turn URLs into records: HTTP fetching, feed parsing, article extraction."""

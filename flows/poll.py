@@ -1,0 +1,108 @@
+"""The `poll-feeds` flow: poll feeds, extract new articles, tag, store, alert."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.tasks import deliver_task, extract_task, poll_task, store_task, tag_task
+from newsmon.alerts.policy import Channel, plan_alerts
+from newsmon.config import Settings, load_settings
+from newsmon.errors import WarehouseLocked
+from newsmon.records import Entry, FeedResult, RunBatch
+from warehouse import Warehouse, open_warehouse
+from warehouse.lock import run_lock
+
+EXTRACT_BATCH = 500
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    cfg = str(flow_run.parameters.get("config", "newsmon.toml"))
+    return f"poll-{cfg.rsplit('/', 1)[-1].removesuffix('.toml')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+@flow(name="poll-feeds", flow_run_name=_run_name, log_prints=False)
+def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
+    """Poll every feed in the config once: fetch new entries, extract their text, tag them, store the run
+    in the DuckDB warehouse in one transaction, then deliver pending alerts. Returns a run summary."""
+    settings = load_settings(config)
+    logger = get_run_logger()
+    try:
+        with run_lock(settings.warehouse.path, wait_s=settings.warehouse.lock_timeout_s):
+            summary = run_pipeline(settings)
+    except WarehouseLocked as exc:
+        logger.warning(str(exc))
+        return {"config": str(settings.source), "skipped": str(exc)}
+    for f in summary["failed_feeds"]:
+        logger.warning("feed %s failed: %s", f["name"], f["error"])
+    logger.info("run %s: %d new articles, %d matches, %d alerts sent", summary["run_id"],
+                summary["new_articles"], len(summary["matches"]), summary["alerts_sent"])
+    return summary
+
+
+def run_pipeline(settings: Settings) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
+    results = poll_task(settings.feeds, wh.feed_states(), settings.http, started)
+    timings["poll"], clock = time.monotonic() - clock, time.monotonic()
+    entries = new_entries(results, wh)
+    names = {f.url: f.name for f in settings.feeds}
+    articles, page_errors = [], []
+    for i in range(0, len(entries), EXTRACT_BATCH):
+        arts, errs = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started)
+        articles += arts
+        page_errors += errs
+    timings["extract"], clock = time.monotonic() - clock, time.monotonic()
+    verdicts = tag_task(articles, settings.tagging.rules)
+    alerts = plan_alerts(articles, verdicts, [Channel(u) for u in settings.alerts.urls], now=started,
+                         window=timedelta(hours=settings.alerts.window_hours))
+    timings["tag"], clock = time.monotonic() - clock, time.monotonic()
+    batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
+                     feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
+                     alerts=tuple(alerts), page_errors=tuple(page_errors))
+    store_task(wh, batch, datetime.now(UTC))
+    timings["store"], clock = time.monotonic() - clock, time.monotonic()
+    sent, alert_errors = deliver_task(wh, settings.alerts.urls, datetime.now(UTC))
+    timings["alert"] = time.monotonic() - clock
+    return summarize(batch, sent, alert_errors, timings)
+
+
+def new_entries(results: Sequence[FeedResult], wh: Warehouse) -> list[Entry]:
+    """Entries not stored yet, each story once even when several feeds carry it."""
+    seen: dict[str, Entry] = {}
+    for r in results:
+        for e in r.entries:
+            seen.setdefault(e.article_id, e)
+    known = wh.known_article_ids(seen)
+    return [e for aid, e in seen.items() if aid not in known]
+
+
+def summarize(batch: RunBatch, sent: int, alert_errors: list[str], timings: dict[str, float]) -> dict[str, Any]:
+    by_id = {a.article_id: a for a in batch.articles}
+    matches = [{"title": by_id[v.article_id].title, "url": by_id[v.article_id].url, "score": round(v.score, 2),
+                "tags": list(v.tags), "watchlist": v.watchlist} for v in batch.verdicts if v.match]
+    results = batch.feed_results
+    return {
+        "run_id": batch.run_id,
+        "config": batch.config_name,
+        "feeds_total": len(results),
+        "feeds_ok": sum(1 for r in results if r.ok and not r.not_modified),
+        "feeds_not_modified": sum(1 for r in results if r.not_modified),
+        "failed_feeds": [{"name": r.feed.name, "url": r.feed.url, "error": r.error} for r in results if not r.ok],
+        "new_articles": len(batch.articles),
+        "pages_fell_back": len(batch.page_errors),
+        "matches": matches,
+        "alerts_queued": len(batch.alerts),
+        "alerts_sent": sent,
+        "alert_errors": alert_errors,
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }

@@ -1,0 +1,1 @@
+"""Alerts: which stories alert where (policy, pure) and delivery through Apprise (notify)."""

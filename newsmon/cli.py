@@ -1,0 +1,207 @@
+"""The `newsmon` command line. Heavy imports (Prefect, DuckDB, trafilatura) happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from newsmon import __version__
+from newsmon.config import ENV_CONFIG, default_config_text, load_settings, resolve_config_path
+from newsmon.errors import ConfigError, NewsmonError, RulesError, StorageError
+
+EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
+
+DESCRIPTION = """\
+newsmon polls news feeds, extracts article text, tags stories about Azerbaijan-Russia relations
+(energy, cooperation) in English, Russian and Azerbaijani, stores everything in a DuckDB file and
+alerts once per matching story through Apprise (email, Slack, webhooks, ...).
+
+Configuration: --config PATH, else $NEWSMON_CONFIG, else ./newsmon.toml (`newsmon init` writes one).
+Environment: NEWSMON_ALERT_URLS replaces [alerts] urls; ${VAR} in an alert URL is read from the
+environment; NEWSMON_WAREHOUSE replaces [warehouse] path.
+
+Exit codes: 0 ok, 1 every feed failed, 2 configuration error, 3 warehouse error."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, RulesError) as exc:
+        print(f"newsmon: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StorageError as exc:
+        print(f"newsmon: warehouse error: {exc}", file=sys.stderr)
+        return EXIT_WAREHOUSE
+    except NewsmonError as exc:
+        print(f"newsmon: {exc}", file=sys.stderr)
+        return EXIT_FEEDS_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newsmon", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"newsmon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help: str, func: Any, config: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        if config:
+            sp.add_argument("--config", "-c", metavar="PATH",
+                            help=f"configuration file (default: ${ENV_CONFIG} or ./newsmon.toml)")
+        sp.set_defaults(func=func)
+        return sp
+
+    run = cmd("run", "Poll every feed once (a Prefect flow run), store new articles, send alerts.", cmd_run)
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.add_argument("--quiet", "-q", action="store_true", help="print nothing unless something failed")
+    run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's own log lines")
+    cmd("serve", "Run the poll flow on the [schedule] interval with Prefect serve (no server needed); "
+        "Ctrl-C stops.", cmd_serve)
+    demo = cmd("demo", "Offline demo: serve a bundled news site on 127.0.0.1, run the full pipeline into a "
+               "demo DuckDB file, print the matches and the alert it delivered.", cmd_demo, config=False)
+    demo.add_argument("--dir", default="newsmon-demo", help="where the demo writes its config, "
+                      "warehouse and alert inbox (default: ./newsmon-demo)")
+    tag = cmd("tag", "Tag text with the watchlists, without fetching or storing anything.", cmd_tag)
+    tag.add_argument("path", nargs="?", help="a plain-text file to tag, or - for stdin")
+    tag.add_argument("--jsonl", action="store_true",
+                     help='read lines {"id","title","text"} on stdin, write one result line per input')
+    tag.add_argument("--title", default="", help="the title of the text (weighted above the body)")
+    tag.add_argument("--watchlist", help="name of the watchlist to report (default: the built-in one)")
+    sql = cmd("sql", "Run one SQL query on the warehouse, read-only, and print a table.", cmd_sql)
+    sql.add_argument("query", help='e.g. "SELECT title, score FROM matches ORDER BY published_at DESC"')
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    cmd("feeds", "Show each feed's health: last status and error, failures in a row, last success.",
+        cmd_feeds)
+    init = cmd("init", "Write a commented default configuration file.", cmd_init, config=False)
+    init.add_argument("path", nargs="?", default="newsmon.toml")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return p
+
+
+def prefect_env(verbose: bool = True) -> None:
+    """Defaults for Prefect's ephemeral mode on small, offline machines (a user's own settings win)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def run_once(config: Path, *, verbose: bool = False) -> dict[str, Any]:
+    load_settings(config)  # fail fast on a bad config, before Prefect starts
+    prefect_env(verbose)
+    from flows.poll import poll_feeds
+
+    return poll_feeds(config=str(config.resolve()))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    summary = run_once(path, verbose=args.verbose)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
+    elif not args.quiet or summary.get("failed_feeds") or summary.get("skipped"):
+        from newsmon.console import print_summary
+
+        print_summary(summary)
+    return run_exit_code(summary)
+
+
+def run_exit_code(summary: dict[str, Any]) -> int:
+    total, failed = summary.get("feeds_total", 0), len(summary.get("failed_feeds", []))
+    return EXIT_FEEDS_FAILED if total and failed == total else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    settings = load_settings(path)
+    prefect_env()
+    from flows.serve import serve
+
+    serve(settings)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from newsmon.demo.run import run_demo
+
+    return run_demo(Path(args.dir), run_once)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from newsmon.tagging import load_watchlists
+
+    extra = load_settings(args.config).tagging.rules if args.config else ()
+    watchlists = load_watchlists(list(extra))
+    wl = next((w for w in watchlists if w.name == args.watchlist), None) if args.watchlist else watchlists[0]
+    if wl is None:
+        raise ConfigError(f"no watchlist named {args.watchlist!r}; have: "
+                          + ", ".join(w.name for w in watchlists))
+    if args.jsonl:
+        for n, line in enumerate(sys.stdin, 1):
+            if line.strip():
+                doc = _jsonl_doc(line, n)
+                r = wl.tag(str(doc.get("title") or ""), str(doc.get("text") or ""))
+                print(json.dumps(r.to_dict(doc.get("id")), ensure_ascii=False))
+        return EXIT_OK
+    if not args.path:
+        raise ConfigError("newsmon tag needs a file path, - for stdin, or --jsonl")
+    text = sys.stdin.read() if args.path == "-" else Path(args.path).read_text(encoding="utf-8")
+    print(json.dumps(wl.tag(args.title, text).to_dict(args.path), ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def _jsonl_doc(line: str, n: int) -> dict[str, Any]:
+    try:
+        doc = json.loads(line)
+    except ValueError as exc:
+        raise ConfigError(f"stdin line {n}: not JSON ({exc}); expected {{\"id\",\"title\",\"text\"}}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"stdin line {n}: expected a JSON object with id, title, text")
+    return doc
+
+
+def _open_read_only(args: argparse.Namespace) -> Any:
+    from warehouse import open_warehouse
+
+    settings = load_settings(args.config)
+    return open_warehouse(settings.warehouse.path, lock_timeout_s=5, read_only=True)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from newsmon.console import print_rows
+
+    cols, rows = _open_read_only(args).query(args.query)
+    print_rows(cols, rows, args.format)
+    return EXIT_OK
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from newsmon.console import print_rows
+
+    cols, rows = _open_read_only(args).query(
+        "SELECT name, last_status AS status, consecutive_failures AS failures, last_success_at, "
+        "articles_stored, last_error FROM feed_health ORDER BY consecutive_failures DESC, name")
+    print_rows(cols, rows, "table")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it")
+    path.write_text(default_config_text(), encoding="utf-8")
+    print(f"wrote {path}; edit [[feeds]] and [alerts] urls, then run `newsmon run --config {path}`")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Settings: read once from one TOML file plus environment overrides, then passed down frozen.
+
+This is the only module that reads the environment or the configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from newsmon.errors import ConfigError
+from newsmon.records import FeedSpec
+
+ENV_CONFIG = "NEWSMON_CONFIG"
+ENV_ALERT_URLS = "NEWSMON_ALERT_URLS"
+ENV_WAREHOUSE = "NEWSMON_WAREHOUSE"
+DEFAULT_CONFIG_NAME = "newsmon.toml"
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    path: Path
+    lock_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    allow_private_networks: bool = False
+    contact_url: str = "https://github.com/newsmon/newsmon"
+    timeout_s: float = 20.0
+    max_concurrency: int = 16
+    max_per_host: int = 2
+    max_feed_bytes: int = 10_000_000
+    max_page_bytes: int = 5_000_000
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    interval_minutes: float = 15.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    urls: tuple[str, ...] = ()
+    window_hours: float = 48.0
+
+
+@dataclass(frozen=True)
+class TaggingSettings:
+    rules: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Path
+    warehouse: WarehouseSettings
+    http: HttpSettings = field(default_factory=HttpSettings)
+    feeds: tuple[FeedSpec, ...] = ()
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    tagging: TaggingSettings = field(default_factory=TaggingSettings)
+
+    @property
+    def name(self) -> str:
+        return self.source.stem
+
+
+def default_config_text() -> str:
+    """The commented default configuration that `newsmon init` writes."""
+    return resources.files("newsmon").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config PATH, else $NEWSMON_CONFIG, else ./newsmon.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    return Path(env) if env else Path(DEFAULT_CONFIG_NAME)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the configuration file, then apply environment overrides."""
+    src = resolve_config_path(path)
+    try:
+        raw = src.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{src}: no such configuration file; run `newsmon init` to write one, "
+            "or pass --config PATH (or set NEWSMON_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{src}: cannot read the configuration file ({exc})") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{src}: not valid TOML ({exc})") from exc
+    return parse_settings(data, src.resolve(), dict(os.environ))
+
+
+def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> Settings:
+    """Validate a parsed TOML document (pure: the environment is passed in)."""
+    v = _Validator(source)
+    v.only_keys(data, "", {"warehouse", "http", "feeds", "schedule", "alerts", "tagging"})
+    base = source.parent
+    wh = v.table(data, "warehouse")
+    v.only_keys(wh, "warehouse", {"path", "lock_timeout_s"})
+    wh_path = env.get(ENV_WAREHOUSE) or v.get(wh, "warehouse", "path", str, "data/newsmon.duckdb")
+    warehouse = WarehouseSettings(
+        path=_resolve(base, wh_path),
+        lock_timeout_s=v.number(wh, "warehouse", "lock_timeout_s", 60.0, minimum=0),
+    )
+    http = _parse_http(v, v.table(data, "http"))
+    sched = v.table(data, "schedule")
+    v.only_keys(sched, "schedule", {"interval_minutes"})
+    schedule = ScheduleSettings(v.number(sched, "schedule", "interval_minutes", 15.0, minimum=0.1))
+    alerts = _parse_alerts(v, v.table(data, "alerts"), env)
+    tag = v.table(data, "tagging")
+    v.only_keys(tag, "tagging", {"rules"})
+    rules = tuple(_resolve(base, p) for p in v.str_list(tag, "tagging", "rules"))
+    return Settings(source=source, warehouse=warehouse, http=http, feeds=_parse_feeds(v, data),
+                    schedule=schedule, alerts=alerts, tagging=TaggingSettings(rules))
+
+
+def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
+    d = HttpSettings()
+    v.only_keys(http, "http", set(d.__dataclass_fields__))
+    return HttpSettings(
+        allow_private_networks=v.get(http, "http", "allow_private_networks", bool, False),
+        contact_url=v.get(http, "http", "contact_url", str, d.contact_url),
+        timeout_s=v.number(http, "http", "timeout_s", d.timeout_s, minimum=0.1),
+        max_concurrency=int(v.number(http, "http", "max_concurrency", d.max_concurrency, minimum=1)),
+        max_per_host=int(v.number(http, "http", "max_per_host", d.max_per_host, minimum=1)),
+        max_feed_bytes=int(v.number(http, "http", "max_feed_bytes", d.max_feed_bytes, minimum=1024)),
+        max_page_bytes=int(v.number(http, "http", "max_page_bytes", d.max_page_bytes, minimum=1024)),
+    )
+
+
+def _parse_alerts(v: _Validator, alerts: dict[str, Any], env: dict[str, str]) -> AlertSettings:
+    v.only_keys(alerts, "alerts", {"urls", "window_hours"})
+    urls = v.str_list(alerts, "alerts", "urls")
+    if env.get(ENV_ALERT_URLS):
+        urls = env[ENV_ALERT_URLS].split()
+    expanded = tuple(_expand_env(u, env, v.source) for u in urls)
+    return AlertSettings(urls=expanded,
+                         window_hours=v.number(alerts, "alerts", "window_hours", 48.0, minimum=0))
+
+
+def _parse_feeds(v: _Validator, data: dict[str, Any]) -> tuple[FeedSpec, ...]:
+    feeds = data.get("feeds", [])
+    if not isinstance(feeds, list):
+        v.fail("feeds", "an array of tables: [[feeds]] with name and url")
+    out: list[FeedSpec] = []
+    seen: set[str] = set()
+    for i, f in enumerate(feeds):
+        where = f"feeds[{i}]"
+        if not isinstance(f, dict):
+            v.fail(where, "a table with name and url")
+        v.only_keys(f, where, {"name", "url"})
+        url = v.get(f, where, "url", str, None)
+        if not url or not re.match(r"^https?://[^/\s]+", url):
+            v.fail(f"{where}.url", "an http:// or https:// URL")
+        name = v.get(f, where, "name", str, url)
+        if url in seen:
+            v.fail(f"{where}.url", f"a URL not already listed ({url} appears twice)")
+        seen.add(url)
+        out.append(FeedSpec(name=name, url=url))
+    return tuple(out)
+
+
+def _resolve(base: Path, p: str) -> Path:
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _expand_env(url: str, env: dict[str, str], source: Path) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            raise ConfigError(f"{source}: alerts.urls refers to ${{{name}}}, which is not set in the "
+                              "environment; export it or remove it from the URL")
+        return env[name]
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, url)
+
+
+class _Validator:
+    """Small helpers that turn a type mismatch into 'file: key: expected X, got Y'."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, key: str, expected: str, got: object = None) -> None:
+        tail = f", got {got!r}" if got is not None else ""
+        raise ConfigError(f"{self.source}: {key}: expected {expected}{tail}")
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        t = data.get(key, {})
+        if not isinstance(t, dict):
+            self.fail(key, f"a table [{key}]", t)
+        return t
+
+    def only_keys(self, data: dict[str, Any], where: str, allowed: set[str]) -> None:
+        for k in data:
+            if k not in allowed:
+                name = f"{where}.{k}" if where else k
+                self.fail(name, "one of " + ", ".join(sorted(allowed)) + " (unknown key)")
+
+    def get(self, data: dict[str, Any], where: str, key: str, typ: type, default: Any) -> Any:
+        val = data.get(key, default)
+        if val is not None and not isinstance(val, typ):
+            self.fail(f"{where}.{key}", f"a {typ.__name__}", val)
+        return val
+
+    def number(self, data: dict[str, Any], where: str, key: str, default: float,
+               minimum: float) -> float:
+        val = data.get(key, default)
+        if isinstance(val, bool) or not isinstance(val, int | float) or val < minimum:
+            self.fail(f"{where}.{key}", f"a number >= {minimum}", val)
+        return float(val)
+
+    def str_list(self, data: dict[str, Any], where: str, key: str) -> list[str]:
+        val = data.get(key, [])
+        if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
+            self.fail(f"{where}.{key}", "a list of strings", val)
+        return list(val)

@@ -1,0 +1,49 @@
+"""Terminal output: run summaries and query results as rich tables (or CSV / JSON for scripts)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    if summary.get("skipped"):
+        console.print(f"[yellow]skipped:[/] {summary['skipped']}", markup=True, highlight=False)
+        return
+    t = Table(title=f"newsmon run {summary['run_id']}", show_header=False)
+    t.add_row("feeds", f"{summary['feeds_total']} polled: {summary['feeds_ok']} with news, "
+              f"{summary['feeds_not_modified']} not modified, {len(summary['failed_feeds'])} failed")
+    t.add_row("new articles", f"{summary['new_articles']} ({summary['pages_fell_back']} kept the feed summary)")
+    t.add_row("matches", str(len(summary["matches"])))
+    t.add_row("alerts", f"{summary['alerts_queued']} queued, {summary['alerts_sent']} sent"
+              + (f", {len(summary['alert_errors'])} failed (retried next run)" if summary["alert_errors"] else ""))
+    t.add_row("seconds", ", ".join(f"{k} {v:.2f}" for k, v in summary["seconds"].items()))
+    console.print(t)
+    for m in summary["matches"]:
+        console.print(f"  [green]match[/] {m['score']:6.1f}  {', '.join(m['tags'])}  {m['title']}\n"
+                      f"         {m['url']}", markup=True, highlight=False)
+    for f in summary["failed_feeds"]:
+        console.print(f"  [red]failed[/] {f['name']}: {f['error']}", markup=True, highlight=False)
+
+
+def print_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    elif fmt == "json":
+        print(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str, ensure_ascii=False,
+                         indent=2))
+    else:
+        t = Table(*cols)
+        for r in rows:
+            t.add_row(*("" if v is None else str(v) for v in r))
+        Console().print(t)
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")

@@ -1,0 +1,179 @@
+"""Immutable records passed between stages. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+def stable_id(*parts: str) -> str:
+    """A short, stable hex id for a tuple of strings (article ids, alert keys)."""
+    h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
+    return h.hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """A feed as configured: a name for people and a URL for machines."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the warehouse remembers about a feed between polls (conditional GET validators)."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a feed, as parsed; `key` identifies the story across polls."""
+
+    feed_url: str
+    key: str
+    link: str
+    title: str
+    summary: str = ""
+    guid: str | None = None
+    author: str | None = None
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+    language: str | None = None
+
+    @property
+    def article_id(self) -> str:
+        """The same story reached through two feeds of one outlet is one article."""
+        return stable_id(self.key)
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """The outcome of polling one feed: entries, or a recorded error, never an exception."""
+
+    feed: FeedSpec
+    fetched_at: datetime
+    status: int | None = None
+    entries: tuple[Entry, ...] = ()
+    error: str | None = None
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    bozo: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A fetched article page (bytes kept only as long as extraction needs them)."""
+
+    url: str
+    final_url: str
+    status: int
+    content_type: str
+    body: bytes
+    encoding: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtractedText:
+    """What extraction made of a page: text and metadata, with how it went."""
+
+    text: str
+    title: str | None = None
+    author: str | None = None
+    site_name: str | None = None
+    published_at: datetime | None = None
+    canonical_url: str | None = None
+    language: str | None = None
+    status: str = "ok"  # ok | recall | summary | failed
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """A stored story: the entry, its page and the extracted text."""
+
+    article_id: str
+    feed_url: str
+    feed_name: str
+    entry_key: str
+    url: str
+    title: str
+    summary: str
+    text: str
+    fetched_at: datetime
+    canonical_url: str | None = None
+    author: str | None = None
+    site_name: str | None = None
+    language: str | None = None
+    published_at: datetime | None = None
+    word_count: int = 0
+    extraction_status: str = "ok"
+    extraction_note: str | None = None
+    content_hash: str = field(default="")
+
+    @staticmethod
+    def hash_content(title: str, text: str) -> str:
+        """Hash of what a reader sees; volatile fields (fetch time, status) are left out."""
+        return stable_id(" ".join(title.split()), " ".join(text.split()))
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """A pending or delivered alert in the ledger: one story x watchlist x channel."""
+
+    alert_id: str
+    article_id: str
+    watchlist: str
+    channel: str
+    status: str
+    attempts: int
+    title: str
+    url: str
+    source: str
+    published_at: datetime | None
+    score: float
+    labels: tuple[str, ...]
+    evidence: tuple[str, ...]
+    channel_name: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one watchlist decided about one article (stored with its evidence and rules version)."""
+
+    article_id: str
+    watchlist: str
+    rules_version: str
+    match: bool
+    score: float
+    tags: tuple[str, ...]
+    scores: tuple[tuple[str, float], ...]
+    evidence: tuple[dict[str, object], ...]
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    """Everything one poll run writes, stored in one transaction."""
+
+    run_id: str
+    config_name: str
+    started_at: datetime
+    feed_results: tuple[FeedResult, ...]
+    articles: tuple[Article, ...]
+    verdicts: tuple[Verdict, ...]
+    alerts: tuple[AlertRecord, ...]
+    page_errors: tuple[tuple[str, str, str], ...] = ()  # (feed_url, page url, error)
