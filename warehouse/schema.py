@@ -38,7 +38,7 @@ CREATE TABLE poll_runs (
 
 CREATE TABLE fetch_log (
     run_id VARCHAR NOT NULL,
-    at TIMESTAMPTZ NOT NULL,
+    logged_at TIMESTAMPTZ NOT NULL,
     kind VARCHAR NOT NULL,          -- 'feed' | 'page'
     feed_url VARCHAR NOT NULL,
     url VARCHAR NOT NULL,

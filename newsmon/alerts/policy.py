@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from newsmon.records import AlertRecord, Article, Verdict, stable_id
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e]")
-_HOSTLIKE = re.compile(r"^(localhost|[\d.]+|\[[0-9a-f:]+\]|[\w-]+(\.[\w-]+)+)$", re.I)
+_HOSTLIKE = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]|[\w-]+(\.[\w-]+)+)$", re.I)
 
 
 @dataclass(frozen=True)

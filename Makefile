@@ -1,0 +1,34 @@
+# One task runner: the same commands for developers and CI.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install test test-fast lint demo bench run
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install            ## install, then run every test (slow ones included)
+	$(PY) -m pytest
+
+test-fast: install       ## skip the slow end-to-end tests
+	$(PY) -m pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+demo: install            ## install, then run the whole pipeline offline against the bundled news site
+	$(VENV)/bin/newsmon demo
+
+run: install             ## install, then poll the feeds in ./newsmon.toml once (written by `newsmon init` if missing)
+	test -f newsmon.toml || $(VENV)/bin/newsmon init
+	$(VENV)/bin/newsmon run
+
+bench: install
+	$(PY) -m bench
