@@ -1,0 +1,119 @@
+"""Text folding for matching: one function used for rule terms and article text alike.
+
+`fold` applies compatibility decomposition (NFKD, which includes everything NFKC unifies),
+drops combining marks, casefolds and maps script variants onto one spelling:
+
+* Azerbaijani ``ə`` / ``ä`` / ``ǝ`` and Cyrillic ``ә`` become ``e`` / ``е``; dotless ``ı`` becomes ``i``;
+* diacritics go, so ``ş ç ğ ö ü`` meet their ASCII spellings and ``ё`` / ``й`` become ``е`` / ``и``;
+* every dash becomes ``-``, every apostrophe ``'``, every space ``' '`` and ``\\r`` a newline.
+
+Most text folds one character to one character, so the folded string lines up with the original.
+When it does not (decomposed accents, ligatures, ``ß``), `Folded.offsets` maps every folded
+position back to the original one, so evidence can always quote the text as published.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+_SPECIAL = {
+    "ə": "e", "ä": "e", "ǝ": "e", "ә": "е", "ı": "i", "\r": "\n",
+    "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-", "﹣": "-", "－": "-",
+    "’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'", "′": "'",
+}
+_PRECOMPUTED = ((0x80, 0x530), (0x1E00, 0x1F00), (0x2000, 0x2200))
+_KEEP = frozenset("йЙ")  # a letter of its own in Russian, not an accented и
+_FREQUENT = "əışçğöüёä\xa0–—’"
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A folded string and, when lengths differ, the original index of every folded character."""
+
+    text: str
+    offsets: tuple[int, ...] | None = None
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a [start, end) span of the folded text to the original text."""
+        if self.offsets is None:
+            return start, end
+        if end <= start:
+            return self.offsets[start], self.offsets[start]
+        last = self.offsets[end - 1]
+        following = self.offsets[end]  # after marks dropped from the last character, if any
+        return self.offsets[start], following if following > last else last + 1
+
+
+@lru_cache(maxsize=65536)
+def fold_char(ch: str) -> str:
+    """Fold one character; letters may expand (``ß`` -> ``ss``), marks vanish, symbols stay."""
+    if ch in _SPECIAL:
+        return _SPECIAL[ch]
+    if ch in _KEEP:
+        return ch.casefold()
+    out = unicodedata.normalize("NFKD", ch).casefold()
+    out = unicodedata.normalize("NFKD", out)
+    out = "".join(_SPECIAL.get(c, c) for c in out if not unicodedata.combining(c))
+    if len(out) != 1 and out and not unicodedata.category(ch).startswith("L"):
+        return ch.casefold() if len(ch.casefold()) == 1 else ch
+    if out.isspace() and out != "\n":
+        return " "
+    return out
+
+
+def _one_to_one_table() -> tuple[dict[str, str], str]:
+    """Characters in common ranges whose fold is a different single character, and those that are not 1:1."""
+    table: dict[str, str] = {}
+    awkward: list[str] = []
+    for lo, hi in _PRECOMPUTED:
+        for cp in range(lo, hi):
+            ch = chr(cp)
+            folded = fold_char(ch)
+            if len(folded) != 1:
+                awkward.append(ch)
+            elif folded != ch and ch not in _KEEP:
+                table[ch] = folded
+    for ch in ("\t", "\r", "\x0b", "\x0c", "`"):
+        table[ch] = fold_char(ch)
+    return table, "".join(awkward)
+
+
+_TABLE, _AWKWARD = _one_to_one_table()
+_ASCII = str.maketrans({ch: _TABLE[ch] for ch in _TABLE if ch.isascii()})
+_ASCII_ODD = re.compile("[" + re.escape("".join(ch for ch in _TABLE if ch.isascii())) + "]")
+_ranges = "".join(f"{chr(lo)}-{chr(hi - 1)}" for lo, hi in _PRECOMPUTED)
+_ATTENTION = re.compile(
+    "[" + re.escape("".join(_TABLE) + _AWKWARD) + "]|[^\\x00-\\x7f" + _ranges + "]"
+)
+
+
+def fold(text: str) -> Folded:
+    """Fold `text` for matching; see the module docstring."""
+    low = (text.replace("İ", "I") if "İ" in text else text).casefold()
+    if len(low) != len(text):
+        return _fold_slow(text)
+    if low.isascii():
+        return Folded(low.translate(_ASCII) if _ASCII_ODD.search(low) else low)
+    for ch in _FREQUENT:
+        if ch in low:
+            low = low.replace(ch, _TABLE[ch])
+    found = set(_ATTENTION.findall(low))
+    if all(ch in _TABLE for ch in found):
+        for ch in found:
+            low = low.replace(ch, _TABLE[ch])
+        return Folded(low)
+    return _fold_slow(text)
+
+
+def _fold_slow(text: str) -> Folded:
+    parts: list[str] = []
+    offsets: list[int] = []
+    for i, ch in enumerate(text):
+        folded = fold_char(ch)
+        parts.append(folded)
+        offsets.extend([i] * len(folded))
+    offsets.append(len(text))
+    return Folded("".join(parts), tuple(offsets))
