@@ -52,8 +52,8 @@ def parse_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
     bozo = _bozo_note(parsed)
     raw_entries = parsed.get("entries") or []
     if not raw_entries:
-        if parsed.get("version"):
-            return [], bozo
+        if parsed.get("version") and not bozo:
+            return [], None  # a well-formed feed with nothing in it right now
         raise FeedParseError(_why_not_a_feed(body, bozo), url=feed_url)
     entries = []
     for raw in raw_entries[:max_entries]:

@@ -52,7 +52,7 @@ class RouteServer:
         server = self
 
         class H(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.hits.append(self.path)
                 route = server.routes.get(self.path.split("?")[0])
                 if route is None:
@@ -60,7 +60,7 @@ class RouteServer:
                     return
                 route(self)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)

@@ -73,7 +73,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[email.message.Message] = []
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         self.messages.append(email.message_from_bytes(envelope.content))  # type: ignore[attr-defined]
         return "250 OK"
 
