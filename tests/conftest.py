@@ -15,7 +15,20 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 DATA = Path(__file__).parent / "data"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+
+def _find_corpus() -> Path:
+    """The shared real-world corpus (feeds and pages from other projects), beside the checkout."""
+    candidates = [os.environ.get("NEWSMON_CORPUS", ""), str(Path(__file__).resolve().parents[2] / "shared/corpus"),
+                  "/work/shared/corpus"]
+    for c in candidates:
+        if c and Path(c, "README.md").exists():
+            return Path(c)
+    return Path(candidates[1])
+
+
+CORPUS = _find_corpus()
 
 _real_connect = socket.socket.connect
 

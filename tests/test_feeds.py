@@ -7,7 +7,7 @@ import pytest
 from extractors.feeds import entry_key, normalize_link, parse_feed, strip_html
 from newsmon.errors import FeedParseError
 
-MINIFLUX = Path(__file__).resolve().parents[2] / "shared/corpus/miniflux-testdata/parser/testdata"
+FEEDS = Path(__file__).parent / "data" / "feeds"
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>T</title><link>https://news.example/</link>
@@ -42,7 +42,7 @@ def test_entry_key_falls_back_to_title_and_date() -> None:
 
 
 def test_windows_1251_feed_decodes() -> None:
-    body = (MINIFLUX / "encoding_WINDOWS-1251.xml").read_bytes()
+    body = (FEEDS / "encoding_WINDOWS-1251.xml").read_bytes()
     entries, _ = parse_feed(body, "https://ibash.example/rss")
     assert len(entries) == 50
     assert entries[0].title.startswith("Цитата")
