@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.report import alert_on_failure, publish_summary
 from flows.tasks import deliver_task, extract_task, poll_task, store_task, tag_task
 from newsmon.alerts.policy import Channel, plan_alerts
 from newsmon.config import Settings, load_settings
@@ -28,7 +29,7 @@ def _run_name() -> str:
     return f"poll-{cfg.rsplit('/', 1)[-1].removesuffix('.toml')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-@flow(name="poll-feeds", flow_run_name=_run_name, log_prints=False)
+@flow(name="poll-feeds", flow_run_name=_run_name, log_prints=False, on_failure=[alert_on_failure])
 def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
     """Poll every feed in the config once: fetch new entries, extract their text, tag them, store the run
     in the DuckDB warehouse in one transaction, then deliver pending alerts. Returns a run summary."""
@@ -40,6 +41,7 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
     except WarehouseLocked as exc:
         logger.warning(str(exc))
         return {"config": str(settings.source), "skipped": str(exc)}
+    publish_summary(summary)
     for f in summary["failed_feeds"]:
         logger.warning("feed %s failed: %s", f["name"], f["error"])
     logger.info("run %s: %d new articles, %d matches, %d alerts sent", summary["run_id"],

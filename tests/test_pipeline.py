@@ -81,3 +81,28 @@ def test_private_addresses_are_refused_by_default(tmp_path: Path) -> None:
         assert site.requests == []
     assert "non-public address" in summary["failed_feeds"][0]["error"]
     assert rows(cfg, "SELECT last_error LIKE '%refused before any request%' FROM feed_health") == [(True,)]
+
+
+def test_run_publishes_a_markdown_artifact(tmp_path: Path) -> None:
+    from prefect.artifacts import Artifact
+
+    with SiteServer(demo_site_root()) as site:
+        cfg = write_config(tmp_path, [("en", site.url("/feeds/en.xml")), ("gone", site.url("/feeds/nope.xml"))])
+        summary = run(cfg)
+    art = Artifact.get("poll-summary")
+    assert art is not None and art.type == "markdown"
+    md = str(art.data)
+    assert f"| new articles | {summary['new_articles']} |" in md
+    assert "| failed | 1 |" in md and "HTTP 404" in md
+
+
+def test_a_failing_run_alerts_through_the_on_failure_hook(tmp_path: Path) -> None:
+    from newsmon.errors import StorageError
+
+    with WebhookReceiver() as rx:
+        cfg = write_config(tmp_path, [("x", "http://127.0.0.1:9/feed")], [rx.apprise_url()])
+        (tmp_path / "wh" / "newsmon.duckdb").mkdir(parents=True)  # a folder where the file should be
+        with pytest.raises(StorageError):
+            run(cfg)
+    assert len(rx.received) == 1
+    assert "failed" in rx.received[0]["title"] and "newsmon.duckdb" in rx.received[0]["message"]

@@ -1,0 +1,59 @@
+"""What a run tells people: a Markdown artifact on the Prefect run, and an alert when a run fails."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+
+from newsmon.alerts.notify import AppriseNotifier
+from newsmon.alerts.policy import Channel, clean
+from newsmon.config import load_settings
+from newsmon.errors import NewsmonError
+
+log = logging.getLogger("newsmon")
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The run summary as a Markdown table (feed strings are cleaned: no table-breaking characters)."""
+    def cell(text: object) -> str:
+        return clean(str(text), 200).replace("|", "\\|")
+
+    lines = ["| | |", "|---|---|",
+             f"| feeds polled | {summary['feeds_total']} |",
+             f"| with new items | {summary['feeds_ok']} |",
+             f"| not modified | {summary['feeds_not_modified']} |",
+             f"| failed | {len(summary['failed_feeds'])} |",
+             f"| new articles | {summary['new_articles']} |",
+             f"| matches | {len(summary['matches'])} |",
+             f"| alerts sent | {summary['alerts_sent']} of {summary['alerts_queued']} queued |"]
+    lines += [f"| seconds: {k} | {v:.2f} |" for k, v in summary["seconds"].items()]
+    if summary["failed_feeds"]:
+        lines += ["", "**Failed feeds**", "", "| feed | error |", "|---|---|"]
+        lines += [f"| {cell(f['name'])} | {cell(f['error'])} |" for f in summary["failed_feeds"]]
+    if summary["matches"]:
+        lines += ["", "**Matches**", "", "| score | tags | title |", "|---|---|---|"]
+        lines += [f"| {m['score']} | {', '.join(m['tags'])} | {cell(m['title'])} |" for m in summary["matches"]]
+    return "\n".join(lines)
+
+
+def publish_summary(summary: dict[str, Any]) -> None:
+    create_markdown_artifact(markdown=summary_markdown(summary), key="poll-summary",
+                             description=f"newsmon poll run {summary['run_id']}")
+
+
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_failure hook: tell every configured alert channel that a run failed (never raises)."""
+    try:
+        settings = load_settings(flow_run.parameters.get("config"))
+    except NewsmonError as exc:
+        log.error("run %s failed and its config cannot be read to alert anyone: %s", flow_run.name, exc)
+        return
+    title = f"newsmon: run {flow_run.name} failed"
+    body = f"The {flow.name} run {flow_run.name} failed: {clean(str(state.message), 500)}"
+    for url in settings.alerts.urls:
+        try:
+            AppriseNotifier().send(Channel(url), title, body)
+        except NewsmonError as exc:
+            log.error("could not deliver the failure alert: %s", exc)
