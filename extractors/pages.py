@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,9 +22,14 @@ POOL_MIN_PAGES = 8  # below this a process pool costs more than it saves
 
 
 def fetch_articles(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings, *,
-                   now: datetime, workers: int | None = None) -> tuple[list[Article], list[tuple[str, str, str]]]:
-    """Articles for `entries` (same order), plus (feed_url, url, error) for every page that fell back."""
-    return asyncio.run(_fetch_all(entries, feed_names, settings, now, workers or os.cpu_count() or 1))
+                   now: datetime, workers: int | None = None, on_page: Callable[[], None] | None = None,
+                   ) -> tuple[list[Article], list[tuple[str, str, str]]]:
+    """Articles for `entries` (same order), plus (feed_url, url, error) for every page that fell back.
+
+    `on_page` is called once per finished page (progress display).
+    """
+    return asyncio.run(_fetch_all(entries, feed_names, settings, now, workers or os.cpu_count() or 1,
+                                  on_page or (lambda: None)))
 
 
 @contextmanager
@@ -40,11 +45,18 @@ def extraction_pool(pages: int, workers: int) -> Iterator[Executor]:
 
 
 async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings,
-                     now: datetime, workers: int) -> tuple[list[Article], list[tuple[str, str, str]]]:
+                     now: datetime, workers: int, on_page: Callable[[], None],
+                     ) -> tuple[list[Article], list[tuple[str, str, str]]]:
     in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * workers)
+
+    async def one(fetcher: Fetcher, pool: Executor, entry: Entry) -> tuple[ExtractedText, str | None]:
+        result = await _one(fetcher, pool, in_flight, entry, settings)
+        on_page()
+        return result
+
     with extraction_pool(len(entries), workers) as pool:
         async with Fetcher(settings) as fetcher:
-            done = await asyncio.gather(*(_one(fetcher, pool, in_flight, e, settings) for e in entries))
+            done = await asyncio.gather(*(one(fetcher, pool, e) for e in entries))
     articles, errors = [], []
     for entry, (ext, err) in zip(entries, done, strict=True):
         articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), now))

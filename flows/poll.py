@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows import progress
 from flows.report import alert_on_failure, publish_summary
 from flows.tasks import deliver_task, extract_task, poll_task, store_task, tag_task
 from newsmon.alerts.policy import Channel, plan_alerts
@@ -59,8 +60,9 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     entries = new_entries(results, wh)
     names = {f.url: f.name for f in settings.feeds}
     articles, page_errors = [], []
+    tick = progress.counter("pages", len(entries))
     for i in range(0, len(entries), EXTRACT_BATCH):
-        arts, errs = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started)
+        arts, errs = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started, tick)
         articles += arts
         page_errors += errs
     timings["extract"], clock = time.monotonic() - clock, time.monotonic()

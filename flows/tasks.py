@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from extractors import pages, poller
+from flows import progress
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.alerts.policy import Channel, render_alert
 from newsmon.config import HttpSettings
@@ -25,14 +26,18 @@ MAX_ALERT_ATTEMPTS = 5
 def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: HttpSettings,
               now: datetime) -> list[FeedResult]:
     """Fetch and parse every feed; a failing feed is a result with an error, not an exception."""
-    return poller.poll_feeds(feeds, states, http, now=now)
+    progress.report("feeds", 0, len(feeds))
+    results = poller.poll_feeds(feeds, states, http, now=now)
+    progress.report("feeds", len(feeds), len(feeds))
+    return results
 
 
 @task(name="fetch-extract", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: HttpSettings,
-                 now: datetime) -> tuple[list[Article], list[tuple[str, str, str]]]:
+                 now: datetime, tick: Callable[[], None] | None = None,
+                 ) -> tuple[list[Article], list[tuple[str, str, str]]]:
     """Fetch and extract one batch of new entries' pages."""
-    return pages.fetch_articles(entries, feed_names, http, now=now)
+    return pages.fetch_articles(entries, feed_names, http, now=now, on_page=tick)
 
 
 @task(name="tag", cache_policy=NO_CACHE)

@@ -95,17 +95,25 @@ def prefect_env(verbose: bool = True) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def run_once(config: Path, *, verbose: bool = False) -> dict[str, Any]:
+def run_once(config: Path, *, verbose: bool = False, show_progress: bool = False) -> dict[str, Any]:
     load_settings(config)  # fail fast on a bad config, before Prefect starts
     prefect_env(verbose)
+    from flows import progress
     from flows.poll import poll_feeds
+    from newsmon.console import live_progress
 
-    return poll_feeds(config=str(config.resolve()))
+    with live_progress(show_progress) as reporter:
+        progress.set_reporter(reporter)
+        try:
+            return poll_feeds(config=str(config.resolve()))
+        finally:
+            progress.set_reporter(None)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = resolve_config_path(args.config)
-    summary = run_once(path, verbose=args.verbose)
+    interactive = sys.stderr.isatty() and not (args.quiet or args.json or args.verbose)
+    summary = run_once(path, verbose=args.verbose, show_progress=interactive)
     if args.json:
         print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
     elif not args.quiet or summary.get("failed_feeds") or summary.get("skipped"):

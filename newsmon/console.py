@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
@@ -47,3 +49,21 @@ def print_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> 
             t.add_row(*("" if v is None else str(v) for v in r))
         Console().print(t)
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@contextmanager
+def live_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress display fed by (stage, done, total) reports; None when not on a terminal."""
+    if not enabled:
+        yield None
+        return
+    labels = {"feeds": "polling feeds", "pages": "fetching and extracting pages"}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True) as bar:
+        ids: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in ids:
+                ids[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(ids[stage], completed=done, total=total)
+        yield report
