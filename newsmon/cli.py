@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql = cmd("sql", "Run one SQL query on the warehouse, read-only, and print a table.", cmd_sql)
     sql.add_argument("query", help='e.g. "SELECT title, score FROM matches ORDER BY published_at DESC"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    report = cmd("report", "Write the analysts' HTML report (stories with evidence, trends, feed health); "
+                 "one self-contained file that opens without network.", cmd_report)
+    report.add_argument("--since", default="7d", help="period to cover, e.g. 7d, 36h, 2w (default: 7d)")
+    report.add_argument("--out", default="report.html", help="file to write (default: ./report.html)")
     cmd("feeds", "Show each feed's health: last status and error, failures in a row, last success.",
         cmd_feeds)
     init = cmd("init", "Write a commented default configuration file.", cmd_init, config=False)
@@ -199,6 +203,15 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         "SELECT name, last_status AS status, consecutive_failures AS failures, last_success_at, "
         "articles_stored, last_error FROM feed_health ORDER BY consecutive_failures DESC, name")
     print_rows(cols, rows, "table")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from newsmon.report import build_report, parse_since
+
+    since = parse_since(args.since)
+    path = build_report(load_settings(args.config), since, Path(args.out))
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)")
     return EXIT_OK
 
 

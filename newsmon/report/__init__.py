@@ -1,0 +1,60 @@
+"""The analysts' report: one self-contained HTML page of the period's matching stories, trends and feed health.
+
+    build_report(settings, since=timedelta(days=7), out=Path("report.html")) -> Path
+
+reads the warehouse read-only (short connections, like `newsmon sql`), draws the chart at build time and
+writes the page atomically (a web server never serves half a file). The page loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from newsmon.config import Settings
+from newsmon.errors import ConfigError
+
+DEFAULT_SINCE = timedelta(days=7)
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str) -> timedelta:
+    """'7d' -> 7 days; also '36h', '90m', '2w'."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"--since {text!r}: expected a period like 7d, 36h, 90m or 2w")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def build_report(settings: Settings, since: timedelta = DEFAULT_SINCE, out: Path = Path("report.html"), *,
+                 now: datetime | None = None) -> Path:
+    """Write the report for stories seen in the last `since` to `out`; returns the path written."""
+    from newsmon.report.chart import matches_chart
+    from newsmon.report.data import load_report
+    from newsmon.report.render import render_report
+    from warehouse import open_warehouse
+
+    now = now or datetime.now(UTC)
+    wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s,
+                        read_only=True)
+    data = load_report(wh, start=now - since, now=now)
+    svg = matches_chart(data.days, data.per_label, data.per_source, [d for d, _ in data.spikes])
+    page = render_report(data, svg, title=f"newsmon report: {settings.name}")
+    return write_atomically(Path(out), page)
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
