@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install test test-fast lint demo bench run
+.PHONY: install browser test test-fast lint demo bench run
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install            ## install, then run every test (slow ones included)
+browser:                 ## Debian's headless Chromium for the report's browser tests (skipped without it)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq chromium; } || echo "chromium not installed: browser tests skip"
+
+test: install browser    ## install, then run every test (slow ones included)
 	$(PY) -m pytest
 
 test-fast: install       ## skip the slow end-to-end tests
