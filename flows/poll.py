@@ -12,8 +12,8 @@ from prefect import flow, get_run_logger
 
 from flows import progress
 from flows.report import alert_on_failure, publish_summary
-from flows.tasks import deliver_task, extract_task, poll_task, store_task, tag_task
-from newsmon.alerts.policy import Channel, plan_alerts
+from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, signals_task, store_task, tag_task
+from newsmon.alerts.policy import plan_alerts
 from newsmon.config import Settings, load_settings
 from newsmon.errors import WarehouseLocked
 from newsmon.records import Entry, FeedResult, RunBatch
@@ -67,17 +67,20 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
         page_errors += errs
     timings["extract"], clock = time.monotonic() - clock, time.monotonic()
     verdicts = tag_task(articles, settings.tagging.rules)
-    alerts = plan_alerts(articles, verdicts, [Channel(u) for u in settings.alerts.urls], now=started,
+    articles, clusters = cluster_task(wh, articles, settings.alerts, started)
+    alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
+                         clusters={c.cluster_id: c for c in clusters},
                          window=timedelta(hours=settings.alerts.window_hours))
     timings["tag"], clock = time.monotonic() - clock, time.monotonic()
     batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
                      feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
-                     alerts=tuple(alerts), page_errors=tuple(page_errors))
+                     alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters))
     store_task(wh, batch, datetime.now(UTC))
     timings["store"], clock = time.monotonic() - clock, time.monotonic()
-    sent, alert_errors = deliver_task(wh, settings.alerts.urls, datetime.now(UTC))
+    signals_task(wh, settings.alerts, datetime.now(UTC))
+    report = deliver_task(wh, settings.alerts, datetime.now(UTC))
     timings["alert"] = time.monotonic() - clock
-    return summarize(batch, sent, alert_errors, timings)
+    return summarize(batch, report.sent, report.errors, timings) | {"alert_messages": report.messages}
 
 
 def new_entries(results: Sequence[FeedResult], wh: Warehouse) -> list[Entry]:

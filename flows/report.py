@@ -8,7 +8,8 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from newsmon.alerts.notify import AppriseNotifier
-from newsmon.alerts.policy import Channel, clean
+from newsmon.alerts.policy import Channel
+from newsmon.alerts.render import clean
 from newsmon.config import load_settings
 from newsmon.errors import NewsmonError
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from prefect import task
@@ -11,15 +11,13 @@ from prefect.cache_policies import NO_CACHE
 
 from extractors import pages, poller
 from flows import progress
+from newsmon.alerts.clusters import assign_clusters
+from newsmon.alerts.deliver import DeliveryReport, deliver_pending, queue_signals
 from newsmon.alerts.notify import AppriseNotifier
-from newsmon.alerts.policy import Channel, render_alert
-from newsmon.config import HttpSettings
-from newsmon.errors import AlertError
-from newsmon.records import Article, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
+from newsmon.config import AlertSettings, HttpSettings
+from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from newsmon.tagging import TagResult, load_watchlists
 from warehouse import Warehouse
-
-MAX_ALERT_ATTEMPTS = 5
 
 
 @task(name="poll-feeds", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -59,23 +57,21 @@ def store_task(wh: Warehouse, batch: RunBatch, finished_at: datetime) -> None:
     wh.store_run(batch, finished_at=finished_at)
 
 
+@task(name="cluster", cache_policy=NO_CACHE)
+def cluster_task(wh: Warehouse, articles: Sequence[Article], alerts: AlertSettings,
+                 now: datetime) -> tuple[list[Article], list[ClusterRecord]]:
+    """Put every new article in a story cluster: a recent one it copies, or a new one."""
+    recent = wh.recent_clusters(since=now - timedelta(days=alerts.cluster_days))
+    return assign_clusters(articles, recent, threshold=alerts.cluster_similarity, now=now)
+
+
+@task(name="queue-signals", cache_policy=NO_CACHE)
+def signals_task(wh: Warehouse, alerts: AlertSettings, now: datetime) -> int:
+    """Queue spike and feed-health alerts in the ledger."""
+    return queue_signals(wh, alerts, now=now)
+
+
 @task(name="deliver-alerts", cache_policy=NO_CACHE)
-def deliver_task(wh: Warehouse, urls: Sequence[str], now: datetime) -> tuple[int, list[str]]:
-    """Send every pending alert (this run's and earlier failures); each is marked right after its send."""
-    channels = {c.channel_id: c for c in (Channel(u) for u in urls)}
-    notifier = AppriseNotifier()
-    sent, errors = 0, []
-    for alert in wh.pending_alerts(max_attempts=MAX_ALERT_ATTEMPTS):
-        channel = channels.get(alert.channel)
-        if channel is None:  # removed from the config since it was queued
-            continue
-        title, body = render_alert(alert)
-        try:
-            notifier.send(channel, title, body)
-            outcome = None
-            sent += 1
-        except AlertError as exc:
-            outcome = str(exc)
-            errors.append(outcome)
-        wh.mark_alerts([(alert.alert_id, outcome)], now=now, max_attempts=MAX_ALERT_ATTEMPTS)
-    return sent, errors
+def deliver_task(wh: Warehouse, alerts: AlertSettings, now: datetime) -> DeliveryReport:
+    """Send every due pending alert (this run's and earlier failures); each is marked right after its send."""
+    return deliver_pending(wh, alerts, AppriseNotifier(), now=now)

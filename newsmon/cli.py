@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                  "one self-contained file that opens without network.", cmd_report)
     report.add_argument("--since", default="7d", help="period to cover, e.g. 7d, 36h, 2w (default: 7d)")
     report.add_argument("--out", default="report.html", help="file to write (default: ./report.html)")
+    dig = cmd("digest", "Build the digest of recent matches, grouped by story cluster (HTML for email, Markdown "
+              "for chat); print it, or send it to the channels routed for digests with --send.", cmd_digest)
+    dig.add_argument("--since", default="24h", type=_duration, help="period to cover, e.g. 24h, 7d, 90m "
+                     "(default: 24h)")
+    dig.add_argument("--send", action="store_true", help="send it (once per channel, period and hour)")
+    dig.add_argument("--format", choices=["text", "markdown", "html"], default="text",
+                     help="what to print (default: text)")
     cmd("feeds", "Show each feed's health: last status and error, failures in a row, last success.",
         cmd_feeds)
     init = cmd("init", "Write a commented default configuration file.", cmd_init, config=False)
@@ -194,6 +201,43 @@ def cmd_sql(args: argparse.Namespace) -> int:
     cols, rows = _open_read_only(args).query(args.query)
     print_rows(cols, rows, args.format)
     return EXIT_OK
+
+
+def _duration(text: str) -> Any:
+    from datetime import timedelta
+
+    units = {"m": 60, "h": 3600, "d": 86400}
+    num, unit = text[:-1], text[-1:].lower()
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number with m, h or d, e.g. 24h")
+    return timedelta(seconds=value * units[unit])
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from newsmon.alerts.digest import build_digest, send_digest
+    from newsmon.alerts.notify import AppriseNotifier
+    from warehouse import open_warehouse
+    from warehouse.lock import run_lock
+
+    settings = load_settings(args.config)
+    now = datetime.now(UTC)
+    if not args.send:
+        digest = build_digest(_open_read_only(args), since=args.since, now=now)
+        print({"text": digest.text, "markdown": lambda: digest.markdown().body,
+               "html": lambda: digest.html().body}[args.format]())
+        return EXIT_OK
+    with run_lock(settings.warehouse.path, wait_s=settings.warehouse.lock_timeout_s):
+        wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
+        digest, queued, report = send_digest(wh, settings.alerts, AppriseNotifier(), since=args.since, now=now)
+    print(f"{len(digest.stories)} stories; {queued} digest(s) queued, {report.messages} sent"
+          + "".join(f"\nerror: {e}" for e in report.errors))
+    return EXIT_FEEDS_FAILED if report.errors else EXIT_OK
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:

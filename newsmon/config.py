@@ -44,10 +44,42 @@ class ScheduleSettings:
     interval_minutes: float = 15.0
 
 
+EVENTS = ("story", "spike", "feed", "digest")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which alerts go to which Apprise URLs. Empty filters mean 'any'."""
+
+    name: str
+    urls: tuple[str, ...]
+    watchlists: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # a story passes when it has any of these labels
+    min_score: float = 0.0
+    events: tuple[str, ...] = EVENTS
+
+
 @dataclass(frozen=True)
 class AlertSettings:
-    urls: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()  # everything goes to these
     window_hours: float = 48.0
+    routes: tuple[Route, ...] = ()  # filtered routes, on top of `urls`
+    max_per_run: int = 10  # more alerts than this for one channel in one run go as one digest
+    retry_minutes: float = 5.0  # first retry delay after a failed send; doubles each attempt
+    max_attempts: int = 5
+    cluster_similarity: float = 0.45
+    cluster_days: float = 3.0
+    spike_hours: float = 6.0
+    spike_baseline_days: float = 7.0
+    spike_factor: float = 3.0
+    spike_min_stories: int = 5
+    feed_failing_hours: float = 24.0
+
+    @property
+    def all_routes(self) -> tuple[Route, ...]:
+        """`urls` as a catch-all route, then the configured routes."""
+        default = (Route("all", self.urls),) if self.urls else ()
+        return default + self.routes
 
 
 @dataclass(frozen=True)
@@ -140,13 +172,43 @@ def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
 
 
 def _parse_alerts(v: _Validator, alerts: dict[str, Any], env: dict[str, str]) -> AlertSettings:
-    v.only_keys(alerts, "alerts", {"urls", "window_hours"})
+    d = AlertSettings()
+    numbers = {k for k, f in d.__dataclass_fields__.items() if f.type in ("float", "int")}
+    v.only_keys(alerts, "alerts", {"urls", "routes"} | numbers)
     urls = v.str_list(alerts, "alerts", "urls")
     if env.get(ENV_ALERT_URLS):
         urls = env[ENV_ALERT_URLS].split()
     expanded = tuple(_expand_env(u, env, v.source) for u in urls)
-    return AlertSettings(urls=expanded,
-                         window_hours=v.number(alerts, "alerts", "window_hours", 48.0, minimum=0))
+    nums: dict[str, Any] = {}
+    for k in sorted(numbers):
+        val = v.number(alerts, "alerts", k, getattr(d, k), minimum=0)
+        nums[k] = int(val) if d.__dataclass_fields__[k].type == "int" else val
+    if nums["cluster_similarity"] > 1 or nums["max_attempts"] < 1:
+        v.fail("alerts", "cluster_similarity <= 1 and max_attempts >= 1")
+    return AlertSettings(urls=expanded, routes=_parse_routes(v, alerts.get("routes", []), env), **nums)
+
+
+def _parse_routes(v: _Validator, routes: Any, env: dict[str, str]) -> tuple[Route, ...]:
+    if not isinstance(routes, list):
+        v.fail("alerts.routes", "an array of tables: [[alerts.routes]] with name and urls")
+    out = []
+    for i, r in enumerate(routes):
+        where = f"alerts.routes[{i}]"
+        if not isinstance(r, dict):
+            v.fail(where, "a table with name and urls")
+        v.only_keys(r, where, {"name", "urls", "watchlists", "labels", "min_score", "events"})
+        urls = v.str_list(r, where, "urls")
+        if not urls:
+            v.fail(f"{where}.urls", "at least one Apprise URL")
+        events = v.str_list(r, where, "events") or list(EVENTS)
+        if not set(events) <= set(EVENTS):
+            v.fail(f"{where}.events", "a list of " + ", ".join(EVENTS), events)
+        out.append(Route(name=v.get(r, where, "name", str, f"route{i + 1}"),
+                         urls=tuple(_expand_env(u, env, v.source) for u in urls),
+                         watchlists=tuple(v.str_list(r, where, "watchlists")),
+                         labels=tuple(v.str_list(r, where, "labels")),
+                         min_score=v.number(r, where, "min_score", 0.0, minimum=0), events=tuple(events)))
+    return tuple(out)
 
 
 def _parse_feeds(v: _Validator, data: dict[str, Any]) -> tuple[FeedSpec, ...]:
@@ -180,7 +242,7 @@ def _expand_env(url: str, env: dict[str, str], source: Path) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in env:
-            raise ConfigError(f"{source}: alerts.urls refers to ${{{name}}}, which is not set in the "
+            raise ConfigError(f"{source}: an alert URL refers to ${{{name}}}, which is not set in the "
                               "environment; export it or remove it from the URL")
         return env[name]
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, url)

@@ -124,6 +124,7 @@ class Article:
     extraction_status: str = "ok"
     extraction_note: str | None = None
     content_hash: str = field(default="")
+    cluster_id: str | None = None  # the story cluster (near-duplicate copies across outlets) it belongs to
 
     @staticmethod
     def hash_content(title: str, text: str) -> str:
@@ -132,8 +133,25 @@ class Article:
 
 
 @dataclass(frozen=True)
+class ClusterRecord:
+    """A story cluster: near-duplicate articles (syndicated wire copy) across outlets.
+
+    `signature` is the MinHash of the seed article's text; later articles are compared against it.
+    `first_published_at` is the earliest publication (else fetch) time of any member.
+    """
+
+    cluster_id: str
+    seed_article_id: str
+    title: str
+    first_published_at: datetime
+    created_at: datetime
+    signature: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class AlertRecord:
-    """A pending or delivered alert in the ledger: one story x watchlist x channel."""
+    """A ledger row: a story cluster x watchlist x channel (kind 'story'), or a spike, feed-health or
+    digest alert x channel. `alert_id` is also the idempotency key every payload carries."""
 
     alert_id: str
     article_id: str
@@ -149,6 +167,24 @@ class AlertRecord:
     labels: tuple[str, ...]
     evidence: tuple[str, ...]
     channel_name: str = ""
+    kind: str = "story"  # story | spike | feed | digest
+    cluster_id: str | None = None
+    outlets: tuple[str, ...] = ()  # every outlet that carried the story (filled in when read back)
+    snippets: tuple[str, ...] = ()  # evidence snippets (filled in when read back)
+    subject: str = ""  # spike / feed / digest alerts: what it is about (watchlist, feed URL, period)
+    body: str = ""  # spike / feed / digest alerts: the message, fixed when queued
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """A feed's failure state as the warehouse knows it (input of the feed-health alert)."""
+
+    url: str
+    name: str
+    consecutive_failures: int
+    last_success_at: datetime | None
+    first_polled_at: datetime | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -177,3 +213,4 @@ class RunBatch:
     verdicts: tuple[Verdict, ...]
     alerts: tuple[AlertRecord, ...]
     page_errors: tuple[tuple[str, str, str], ...] = ()  # (feed_url, page url, error)
+    clusters: tuple[ClusterRecord, ...] = ()  # clusters created or joined by this run's articles

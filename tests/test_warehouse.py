@@ -13,6 +13,7 @@ from newsmon.records import AlertRecord, Article, FeedResult, FeedSpec, RunBatch
 from warehouse import open_warehouse
 from warehouse.duckdb_store import DuckDBWarehouse
 from warehouse.lock import run_lock
+from warehouse.schema import SCHEMA_VERSION
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 FEED = FeedSpec("Example", "https://news.example/rss")
@@ -108,7 +109,7 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
 
 def test_schema_version_is_recorded_and_newer_files_are_refused(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
-    assert wh.query("SELECT value FROM meta WHERE key = 'schema_version'")[1] == [("1",)]
+    assert wh.query("SELECT value FROM meta WHERE key = 'schema_version'")[1] == [(str(SCHEMA_VERSION),)]
     import duckdb
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")

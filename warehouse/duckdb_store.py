@@ -19,10 +19,27 @@ from typing import Any
 import duckdb
 
 from newsmon.errors import StorageError, WarehouseLocked
-from newsmon.records import AlertRecord, Article, FeedResult, FeedState, RunBatch, Verdict
+from newsmon.records import (
+    AlertRecord,
+    Article,
+    ClusterRecord,
+    FeedResult,
+    FeedState,
+    FeedStatus,
+    RunBatch,
+    Verdict,
+    stable_id,
+)
+from warehouse.queries import PENDING_ALERTS, STORY_MATCHES
 from warehouse.schema import MIGRATIONS, SCHEMA_VERSION
 
 CHUNK = 200  # rows per multi-row INSERT: measured faster than executemany by ~5x
+ARTICLE_COLUMNS = ("article_id", "url", "canonical_url", "feed_url", "feed_name", "entry_key", "title", "summary",
+                   "text", "author", "site_name", "language", "published_at", "fetched_at", "word_count",
+                   "extraction_status", "extraction_note", "content_hash", "run_id", "cluster_id")
+ALERT_COLUMNS = ("alert_id", "article_id", "watchlist", "channel", "channel_name", "status", "attempts",
+                 "created_at", "kind", "cluster_id", "subject", "body")
+
 
 
 class DuckDBWarehouse:
@@ -107,22 +124,65 @@ class DuckDBWarehouse:
                                [wanted]).fetchall()
         return {r[0] for r in rows}
 
-    def pending_alerts(self, *, max_attempts: int) -> list[AlertRecord]:
-        sql = """
-            SELECT al.alert_id, al.article_id, al.watchlist, al.channel, al.status, al.attempts,
-                   a.title, a.url, a.feed_name, a.published_at, v.score, v.tags,
-                   coalesce((SELECT list(DISTINCT e.term) FROM tags t, unnest(t.evidence) AS u(e)
-                             WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist), []),
-                   al.channel_name
-            FROM alerts al JOIN articles a USING (article_id)
-            JOIN verdicts v ON v.article_id = al.article_id AND v.watchlist = al.watchlist
-            WHERE al.status = 'pending' AND al.attempts < ?
-            ORDER BY a.published_at NULLS LAST, al.alert_id"""
+    def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
+        """Alerts still to send (not yet given up on, and past their retry backoff when `now` is given),
+        with what a message needs: for stories, every outlet of the cluster so far and evidence snippets."""
         with self._connect(read_only=True) as con:
-            rows = con.execute(sql, [max_attempts]).fetchall()
-        return [AlertRecord(*r[:10], score=r[10], labels=tuple(r[11]), evidence=tuple(sorted(r[12])),
-                            channel_name=r[13])
+            rows = con.execute(PENDING_ALERTS, [max_attempts, now, now]).fetchall()
+        return [AlertRecord(r[0], r[1] or "", r[2] or "", r[3], r[4], r[5], r[6] or r[16] or "", r[7] or "",
+                            r[8] or "", r[9], score=r[10] or 0.0, labels=tuple(r[11] or ()),
+                            evidence=tuple(sorted(r[12] or ())), channel_name=r[13], kind=r[14],
+                            cluster_id=r[15], outlets=tuple(r[18] or ([r[8]] if r[8] else [])),
+                            snippets=tuple(r[19] or ()), subject=r[16] or "", body=r[17] or "")
                 for r in rows]
+
+    def recent_clusters(self, *, since: datetime) -> list[ClusterRecord]:
+        """Clusters created since `since` that new articles may join (those with a signature)."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute("SELECT cluster_id, seed_article_id, title, first_published_at, created_at, "
+                               "signature FROM clusters WHERE created_at >= ? AND signature IS NOT NULL "
+                               "ORDER BY created_at", [since]).fetchall()
+        return [ClusterRecord(*r[:5], signature=tuple(r[5])) for r in rows]
+
+    def story_matches(self, *, since: datetime, until: datetime) -> list[AlertRecord]:
+        """Matching stories first published in [since, until], one per cluster x watchlist (its best-scored
+        article), with every outlet and evidence snippets: what digests list."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute(STORY_MATCHES, [since, until]).fetchall()
+        return [AlertRecord("", r[0], r[1], "", "", 0, r[2] or "", r[3], r[4], r[5], score=r[6],
+                            labels=tuple(r[7]), evidence=tuple(sorted(r[8] or ())), cluster_id=r[9],
+                            outlets=tuple(r[10] or ()), snippets=tuple(r[11] or ()))
+                for r in rows]
+
+    def match_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
+        """Per watchlist, (first publication time, title) of every matching story cluster since `since`."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute("""
+                SELECT v.watchlist, c.first_published_at, c.title
+                FROM verdicts v JOIN articles a USING (article_id) JOIN clusters c USING (cluster_id)
+                WHERE v.match AND c.first_published_at >= ?
+                GROUP BY ALL""", [since]).fetchall()
+        out: dict[str, list[tuple[datetime, str]]] = {}
+        for wl, at, title in rows:
+            out.setdefault(wl, []).append((at, title or ""))
+        return out
+
+    def last_alerts(self, kind: str) -> dict[str, datetime]:
+        """When an alert of `kind` was last queued, per watchlist (spike quiet periods)."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute("SELECT watchlist, max(created_at) FROM alerts WHERE kind = ? GROUP BY 1",
+                               [kind]).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def feed_statuses(self) -> list[FeedStatus]:
+        """Every feed's failure state, with its first poll (for feeds that never succeeded)."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute("""
+                SELECT f.feed_url, f.name, f.consecutive_failures, f.last_success_at,
+                       (SELECT min(l.logged_at) FROM fetch_log l WHERE l.kind = 'feed' AND l.url = f.feed_url),
+                       f.last_error
+                FROM feeds f ORDER BY f.feed_url""").fetchall()
+        return [FeedStatus(*r) for r in rows]
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         with self._connect(read_only=True) as con:
@@ -138,20 +198,32 @@ class DuckDBWarehouse:
             _upsert_feeds(con, batch.feed_results)
             _insert(con, "fetch_log", _fetch_log_rows(batch), "")
             _insert(con, "articles", [_article_row(a, batch.run_id) for a in batch.articles],
-                    "ON CONFLICT DO NOTHING")
+                    "ON CONFLICT DO NOTHING", ARTICLE_COLUMNS)
             _insert(con, "tags", [r for v in batch.verdicts for r in _tag_rows(v, finished_at)],
                     "ON CONFLICT DO NOTHING")
             _insert(con, "verdicts", [_verdict_row(v, finished_at) for v in batch.verdicts],
                     "ON CONFLICT DO NOTHING")
-            _insert(con, "alerts", [(a.alert_id, a.article_id, a.watchlist, a.channel, a.channel_name, "pending",
-                                     0, None, finished_at, None, None) for a in batch.alerts],
-                    "ON CONFLICT DO NOTHING")
+            _upsert_clusters(con, batch)
+            _insert(con, "alerts", [_alert_row(a, finished_at) for a in batch.alerts], "ON CONFLICT DO NOTHING",
+                    ALERT_COLUMNS)
             con.execute("INSERT INTO poll_runs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                         _run_row(batch, finished_at))
 
+    def queue_alerts(self, alerts: Sequence[AlertRecord], *, now: datetime) -> int:
+        """Add pending alerts outside a poll's store (spike, feed-health, digest); known ids are left as
+        they are. Returns how many were new."""
+        if not alerts:
+            return 0
+        with self._transaction() as con:
+            before = con.execute("SELECT count(*) FROM alerts").fetchone()[0]  # type: ignore[index]
+            _insert(con, "alerts", [_alert_row(a, now) for a in alerts], "ON CONFLICT DO NOTHING", ALERT_COLUMNS)
+            after = con.execute("SELECT count(*) FROM alerts").fetchone()[0]  # type: ignore[index]
+        return int(after - before)
+
     def mark_alerts(self, outcomes: Sequence[tuple[str, str | None]], *, now: datetime,
-                    max_attempts: int) -> None:
-        """Record delivery outcomes: (alert_id, None) = sent, (alert_id, error) = one failed attempt."""
+                    max_attempts: int, retry_s: float = 0.0, delivery_key: str | None = None) -> None:
+        """Record delivery outcomes: (alert_id, None) = sent, (alert_id, error) = one failed attempt, retried
+        no sooner than `retry_s` x 2^(attempts before this one) seconds later (capped at a day)."""
         if not outcomes:
             return
         with self._transaction() as con:
@@ -162,11 +234,14 @@ class DuckDBWarehouse:
                     attempts = alerts.attempts + 1,
                     last_attempt_at = ?,
                     last_error = o.error,
+                    delivery_key = ?,
+                    next_attempt_at = CASE WHEN o.error IS NULL THEN NULL
+                        ELSE ? + to_seconds(least(? * pow(2, alerts.attempts), 86400)) END,
                     sent_at = CASE WHEN o.error IS NULL THEN ? ELSE alerts.sent_at END,
                     status = CASE WHEN o.error IS NULL THEN 'sent'
                                   WHEN alerts.attempts + 1 >= ? THEN 'failed' ELSE 'pending' END
                 FROM outcome o WHERE o.alert_id = alerts.alert_id AND alerts.status = 'pending'""",
-                        [now, now, max_attempts])
+                        [now, delivery_key, now, retry_s, now, max_attempts])
 
 
 def lock_holder(exc: BaseException) -> str:
@@ -182,15 +257,32 @@ def lock_holder(exc: BaseException) -> str:
     return f"process {pid}" + (f" ({cmd[:120]})" if cmd else "")
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]], tail: str) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]], tail: str,
+            columns: Sequence[str] = ()) -> None:
     if not rows:
         return
     width = len(rows[0])
     marks = "(" + ",".join("?" * width) + ")"
+    names = f"({', '.join(columns)})" if columns else ""
     for i in range(0, len(rows), CHUNK):
         chunk = rows[i:i + CHUNK]
-        con.execute(f"INSERT INTO {table} VALUES {','.join([marks] * len(chunk))} {tail}",
+        con.execute(f"INSERT INTO {table} {names} VALUES {','.join([marks] * len(chunk))} {tail}",
                     [x for row in chunk for x in row])
+
+
+def _upsert_clusters(con: duckdb.DuckDBPyConnection, batch: RunBatch) -> None:
+    """The run's new and joined clusters; an article stored without one is its own cluster."""
+    alone = [ClusterRecord(stable_id("cluster", a.article_id), a.article_id, a.title, a.published_at or a.fetched_at,
+                           a.fetched_at) for a in batch.articles if not a.cluster_id]
+    rows = [(c.cluster_id, c.seed_article_id, c.title, c.first_published_at, c.created_at,
+             list(c.signature) if c.signature else None) for c in (*batch.clusters, *alone)]
+    _insert(con, "clusters", rows, """ON CONFLICT (cluster_id) DO UPDATE SET
+        first_published_at = least(clusters.first_published_at, excluded.first_published_at)""")
+
+
+def _alert_row(a: AlertRecord, at: datetime) -> tuple[Any, ...]:
+    return (a.alert_id, a.article_id or None, a.watchlist, a.channel, a.channel_name, "pending", 0, at, a.kind,
+            a.cluster_id, a.subject or None, a.body or None)
 
 
 def _upsert_feeds(con: duckdb.DuckDBPyConnection, results: Sequence[FeedResult]) -> None:
@@ -224,7 +316,8 @@ def _fetch_log_rows(batch: RunBatch) -> list[tuple[Any, ...]]:
 def _article_row(a: Article, run_id: str) -> tuple[Any, ...]:
     return (a.article_id, a.url, a.canonical_url, a.feed_url, a.feed_name, a.entry_key, a.title, a.summary,
             a.text, a.author, a.site_name, a.language, a.published_at, a.fetched_at, a.word_count,
-            a.extraction_status, a.extraction_note, a.content_hash, run_id)
+            a.extraction_status, a.extraction_note, a.content_hash, run_id,
+            a.cluster_id or stable_id("cluster", a.article_id))
 
 
 def _tag_rows(v: Verdict, at: datetime) -> list[tuple[Any, ...]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -132,5 +132,60 @@ WHERE t.passed
 GROUP BY ALL;
 """
 
+# Story clusters (near-duplicate copies across outlets) and an alert ledger keyed by cluster: articles get a
+# cluster_id (existing ones each seed their own cluster, with no signature: new copies never join them);
+# alerts get a kind (story | spike | feed | digest), the cluster, a stored message for non-story alerts and
+# retry backoff.
+_V2_CLUSTERS = """
+ALTER TABLE articles ADD COLUMN cluster_id VARCHAR;
+UPDATE articles SET cluster_id = left(sha256('cluster' || chr(31) || article_id), 24);
+
+CREATE TABLE clusters (
+    cluster_id VARCHAR PRIMARY KEY,
+    seed_article_id VARCHAR NOT NULL,
+    title VARCHAR,
+    first_published_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    signature UINTEGER[]
+);
+INSERT INTO clusters
+SELECT cluster_id, article_id, title, coalesce(published_at, fetched_at), fetched_at, NULL FROM articles;
+
+ALTER TABLE alerts ALTER COLUMN article_id DROP NOT NULL;
+ALTER TABLE alerts ADD COLUMN kind VARCHAR DEFAULT 'story';
+ALTER TABLE alerts ADD COLUMN cluster_id VARCHAR;
+ALTER TABLE alerts ADD COLUMN subject VARCHAR;
+ALTER TABLE alerts ADD COLUMN body VARCHAR;
+ALTER TABLE alerts ADD COLUMN next_attempt_at TIMESTAMPTZ;
+ALTER TABLE alerts ADD COLUMN delivery_key VARCHAR;
+UPDATE alerts SET kind = 'story',
+    cluster_id = (SELECT a.cluster_id FROM articles a WHERE a.article_id = alerts.article_id);
+
+CREATE OR REPLACE VIEW matches AS
+SELECT a.article_id, a.url, a.title, a.published_at, v.score, v.tags, v.watchlist, v.rules_version,
+       a.feed_name AS source, a.feed_url, a.language, a.fetched_at, a.cluster_id
+FROM articles a JOIN verdicts v USING (article_id)
+WHERE v.match;
+
+CREATE VIEW story_clusters AS
+SELECT c.cluster_id, c.title, c.first_published_at, c.created_at, count(a.article_id) AS articles,
+       list(DISTINCT a.feed_name ORDER BY a.feed_name) FILTER (WHERE a.feed_name IS NOT NULL) AS outlets,
+       max(a.fetched_at) AS last_seen_at
+FROM clusters c LEFT JOIN articles a USING (cluster_id)
+GROUP BY c.cluster_id, c.title, c.first_published_at, c.created_at;
+
+CREATE OR REPLACE VIEW alert_ledger AS
+SELECT al.alert_id, al.status, al.attempts, al.channel_name, al.watchlist, al.created_at, al.sent_at,
+       al.last_error, coalesce(a.title, al.subject) AS title, coalesce(a.url, '') AS url, a.feed_name AS source,
+       al.kind, al.cluster_id,
+       (SELECT list(DISTINCT m.feed_name ORDER BY m.feed_name) FROM articles m
+        WHERE m.cluster_id = al.cluster_id) AS outlets,
+       al.next_attempt_at, al.delivery_key
+FROM alerts al LEFT JOIN articles a USING (article_id);
+
+CREATE VIEW failed_alerts AS
+SELECT * FROM alert_ledger WHERE status = 'failed';
+"""
+
 # MIGRATIONS[n] brings a file from version n to n + 1 (0 = empty file).
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS}

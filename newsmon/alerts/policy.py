@@ -1,17 +1,19 @@
-"""Alert policy (pure): which verdicts become ledger rows, and what a message says."""
+"""Alert policy (pure): which matches become ledger rows on which channels, and how a run's pending rows are
+grouped into messages (one per alert, or one digest when a channel would get more than K)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from newsmon.records import AlertRecord, Article, Verdict, stable_id
+from newsmon.config import Route
+from newsmon.records import AlertRecord, Article, ClusterRecord, Verdict, stable_id
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e]")
 _HOSTLIKE = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]|[\w-]+(\.[\w-]+)+)$", re.I)
+EMAIL_SCHEMES = ("mailto", "mailtos")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class Channel:
     def name(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def is_email(self) -> bool:
+        return urlsplit(self.url).scheme.lower() in EMAIL_SCHEMES
+
 
 def redact_url(url: str) -> str:
     """'mailto://smtp.example.com' for display: the scheme and a host, never users, tokens or paths."""
@@ -37,47 +43,96 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{shown}"
 
 
-def plan_alerts(articles: Iterable[Article], verdicts: Iterable[Verdict], channels: Sequence[Channel], *,
-                now: datetime, window: timedelta) -> list[AlertRecord]:
-    """One pending alert per matching story x watchlist x channel, for stories inside the alert window.
+def all_channels(routes: Iterable[Route]) -> dict[str, Channel]:
+    """Every configured channel by id (a URL in several routes is one channel)."""
+    return {c.channel_id: c for r in routes for c in (Channel(u) for u in r.urls)}
 
-    Older backlog (a new feed's archive) is stored but never alerts.
-    """
-    by_id = {a.article_id: a for a in articles}
-    out = []
-    for v in verdicts:
-        art = by_id.get(v.article_id)
-        if not v.match or art is None:
+
+def route_channels(routes: Iterable[Route], event: str, *, watchlist: str | None = None,
+                   labels: Sequence[str] = (), score: float = 0.0) -> list[Channel]:
+    """The distinct channels whose routes take this alert: the event kind, then (for stories and spikes)
+    the watchlist, then (for stories) any wanted label and the minimum score."""
+    out: dict[str, Channel] = {}
+    for r in routes:
+        if event not in r.events:
             continue
-        when = art.published_at or art.fetched_at
-        if now - when > window:
+        if watchlist is not None and r.watchlists and watchlist not in r.watchlists:
+            continue
+        if event == "story" and ((r.labels and not set(r.labels) & set(labels)) or score < r.min_score):
+            continue
+        for u in r.urls:
+            out.setdefault(Channel(u).channel_id, Channel(u))
+    return list(out.values())
+
+
+def story_time(a: Article) -> datetime:
+    return a.published_at or a.fetched_at
+
+
+def plan_alerts(articles: Iterable[Article], verdicts: Iterable[Verdict], routes: Sequence[Route], *,
+                clusters: Mapping[str, ClusterRecord], now: datetime, window: timedelta) -> list[AlertRecord]:
+    """One pending alert per story cluster x watchlist x channel, for clusters first published inside the
+    alert window. Older backlog (a new feed's archive, a late copy of an old story) is stored but never
+    alerts; a copy of an already-alerted story plans the same alert id, which the ledger already holds."""
+    by_id = {a.article_id: a for a in articles}
+    out: dict[str, AlertRecord] = {}
+    matched = sorted((v for v in verdicts if v.match and v.article_id in by_id),
+                     key=lambda v: (story_time(by_id[v.article_id]), v.article_id))
+    for v in matched:
+        art = by_id[v.article_id]
+        cluster_id = art.cluster_id or stable_id("cluster", art.article_id)
+        cluster = clusters.get(cluster_id)
+        first = min(cluster.first_published_at, story_time(art)) if cluster else story_time(art)
+        if now - first > window:
             continue
         terms = tuple(sorted({str(e.get("term")) for e in v.evidence}))
-        for ch in channels:
-            out.append(AlertRecord(
-                alert_id=stable_id("alert", v.article_id, v.watchlist, ch.channel_id),
-                article_id=v.article_id, watchlist=v.watchlist, channel=ch.channel_id, status="pending",
-                attempts=0, title=art.title, url=art.url, source=art.feed_name, published_at=art.published_at,
-                score=v.score, labels=v.tags, evidence=terms, channel_name=ch.name))
+        for ch in route_channels(routes, "story", watchlist=v.watchlist, labels=v.tags, score=v.score):
+            alert_id = stable_id("alert", cluster_id, v.watchlist, ch.channel_id)
+            out.setdefault(alert_id, AlertRecord(
+                alert_id=alert_id, article_id=v.article_id, watchlist=v.watchlist, channel=ch.channel_id,
+                status="pending", attempts=0, title=art.title, url=art.url, source=art.feed_name,
+                published_at=art.published_at, score=v.score, labels=v.tags, evidence=terms,
+                channel_name=ch.name, cluster_id=cluster_id, outlets=(art.feed_name,)))
+    return list(out.values())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to one channel: a single alert, or a digest of several (all marked together)."""
+
+    channel: str
+    alerts: tuple[AlertRecord, ...]
+
+    @property
+    def is_digest(self) -> bool:
+        return len(self.alerts) > 1
+
+    @property
+    def key(self) -> str:
+        """The idempotency key sent with the message: the alert id, or one derived from every alert id."""
+        if not self.is_digest:
+            return self.alerts[0].alert_id
+        return stable_id("digest", self.channel, *sorted(a.alert_id for a in self.alerts))
+
+
+def plan_deliveries(pending: Sequence[AlertRecord], *, max_per_channel: int) -> list[Delivery]:
+    """Group pending alerts into messages: per channel, story alerts go one by one up to `max_per_channel`,
+    and all together as one digest beyond it (no storms); spike, feed and digest alerts always go alone."""
+    out: list[Delivery] = []
+    stories: dict[str, list[AlertRecord]] = {}
+    for a in pending:
+        if a.kind == "story":
+            stories.setdefault(a.channel, []).append(a)
+        else:
+            out.append(Delivery(a.channel, (a,)))
+    for channel, group in stories.items():
+        if len(group) > max_per_channel:
+            out.append(Delivery(channel, tuple(group)))
+        else:
+            out += [Delivery(channel, (a,)) for a in group]
     return out
 
 
-def clean(text: str, limit: int) -> str:
-    """Single-line, control-character-free, length-capped text for messages."""
-    text = " ".join(_CONTROL.sub(" ", text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def render_alert(alert: AlertRecord) -> tuple[str, str]:
-    """(title, body) of a plain-text alert: what, where, when, why, and the link."""
-    when = alert.published_at.strftime("%Y-%m-%d %H:%M UTC") if alert.published_at else "date unknown"
-    title = "newsmon: " + clean(alert.title or alert.url, 150)
-    body = "\n".join([
-        clean(alert.title or "(untitled)", 300),
-        f"Source: {clean(alert.source, 80)} · {when}",
-        f"Score: {alert.score:.1f} · labels: {', '.join(alert.labels)} · watchlist: {alert.watchlist}",
-        f"Evidence: {clean(', '.join(alert.evidence), 300)}",
-        f"Link: {clean(alert.url, 500)}",
-        f"Alert-Id: {alert.alert_id}",
-    ])
-    return title, body
+def retry_delay(attempts: int, first: timedelta) -> timedelta:
+    """Backoff before the next try after `attempts` failed ones: first, 2x, 4x, ... capped at one day."""
+    return min(first * (2 ** max(attempts - 1, 0)), timedelta(days=1))

@@ -1,6 +1,7 @@
 """A small webhook receiver on 127.0.0.1: the demo's alert inbox (Apprise `json://` posts here).
 
-Each POST body is kept in `received` and, when `log_path` is set, appended to that file as one JSON line.
+Each POST body is kept in `received` (its headers in `headers`, same order) and, when `log_path` is set,
+appended to that file as one JSON line.
 `fail_first=N` answers 500 to the first N posts (to show retries).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 class WebhookReceiver:
     def __init__(self, *, log_path: Path | None = None, fail_first: int = 0, host: str = "127.0.0.1") -> None:
         self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.attempts = 0
         self.log_path = log_path
         self.fail_first = fail_first
@@ -38,7 +40,7 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def _accept(self, body: bytes) -> bool:
+    def _accept(self, body: bytes, headers: dict[str, str]) -> bool:
         with self._lock:
             self.attempts += 1
             if self.attempts <= self.fail_first:
@@ -48,6 +50,7 @@ class WebhookReceiver:
             except ValueError:
                 payload = {"raw": body.decode("utf-8", "replace")}
             self.received.append(payload)
+            self.headers.append(headers)
             if self.log_path:
                 with self.log_path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(payload, ensure_ascii=False) + "\n")
@@ -59,7 +62,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                ok = receiver._accept(self.rfile.read(length))
+                ok = receiver._accept(self.rfile.read(length), dict(self.headers.items()))
                 self.send_response(200 if ok else 500)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

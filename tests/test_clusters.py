@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from itertools import combinations
+from pathlib import Path
+
+from newsmon.alerts.clusters import assign_clusters, similarity
+from newsmon.records import Article, FeedResult, FeedSpec, RunBatch
+from warehouse.duckdb_store import DuckDBWarehouse
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+DEVSET = [json.loads(line) for line in (Path(__file__).parent / "data" / "tagger_devset.jsonl").open()]
+WIRE = ("Azerbaijan and Russia signed a road map on energy cooperation in Baku on Tuesday, covering gas "
+        "transit, electricity trade and joint investment in renewable projects. Deputy Prime Minister Shahin "
+        "Mustafayev and Russian Deputy Prime Minister Alexei Overchuk chaired the intergovernmental commission, "
+        "which also discussed the North-South transport corridor and customs procedures at the border. The sides "
+        "agreed to meet again in Moscow in the spring to review progress on the projects listed in the document.")
+
+
+def art(aid: str, title: str, text: str, feed: str = "Wire", age_h: float = 1) -> Article:
+    return Article(aid, f"https://{feed.lower()}.example/rss", feed, aid, f"https://{feed.lower()}.example/{aid}",
+                   title, "", text, NOW, published_at=NOW - timedelta(hours=age_h))
+
+
+def copies() -> list[Article]:
+    """The same wire story as four outlets carry it: verbatim, credited, re-headlined, lightly edited."""
+    words = WIRE.split()
+    edited = " ".join("on Wednesday" if w == "Tuesday," else w for w in words[:-6]) + " in the spring."
+    return [
+        art("orig", "Azerbaijan, Russia sign energy road map", WIRE, "Wire", 3),
+        art("c1", "Azerbaijan, Russia sign energy road map", f"BAKU (Trend) - {WIRE} Follow Trend on Telegram.",
+            "Trend", 2),
+        art("c2", "Baku and Moscow agree energy road map", WIRE, "Report", 2),
+        art("c3", "Azerbaijan, Russia sign road map", edited, "Interfax", 1),
+    ]
+
+
+def test_syndicated_copies_form_one_cluster_named_after_the_earliest() -> None:
+    out, clusters = assign_clusters(copies(), [], threshold=0.45, now=NOW)
+    assert len({a.cluster_id for a in out}) == 1 and len(clusters) == 1
+    assert clusters[0].seed_article_id == "orig" and clusters[0].first_published_at == NOW - timedelta(hours=3)
+    assert [a.article_id for a in out] == ["orig", "c1", "c2", "c3"]  # input order kept
+
+
+def test_distinct_stories_on_the_same_topic_stay_apart() -> None:
+    arts = [art(d["id"], d["title"], d["text"]) for d in DEVSET]
+    out, clusters = assign_clusters(arts, [], threshold=0.45, now=NOW)
+    assert len({a.cluster_id for a in out}) == len(arts) == len(clusters) == 104
+    # the closest pair of different dev-set stories is far below the threshold
+    assert max(similarity(a, b) for a, b in combinations(arts[:30], 2)) < 0.2
+
+
+def test_headlines_alone_are_never_merged() -> None:
+    out, _ = assign_clusters([art("a", "Oil prices rise", ""), art("b", "Oil prices rise", "")], [],
+                             threshold=0.45, now=NOW)
+    assert out[0].cluster_id != out[1].cluster_id
+
+
+def test_a_later_copy_joins_the_stored_cluster_and_old_clusters_are_not_compared(tmp_path: Path) -> None:
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    first, clusters = assign_clusters(copies()[:1], [], threshold=0.45, now=NOW)
+    feed = FeedResult(FeedSpec("Wire", "https://wire.example/rss"), NOW, status=200)
+    wh.store_run(RunBatch("r1", "t", NOW, (feed,), tuple(first), (), (), clusters=tuple(clusters)), finished_at=NOW)
+    recent = wh.recent_clusters(since=NOW - timedelta(days=3))
+    assert [c.cluster_id for c in recent] == [first[0].cluster_id] and len(recent[0].signature) == 128
+    later, touched = assign_clusters(copies()[3:], recent, threshold=0.45, now=NOW + timedelta(hours=5))
+    assert later[0].cluster_id == first[0].cluster_id and touched[0].cluster_id == first[0].cluster_id
+    assert wh.recent_clusters(since=NOW + timedelta(days=1)) == []  # outside the lookback: never compared
+    wh.store_run(RunBatch("r2", "t", NOW, (feed,), tuple(later), (), (), clusters=tuple(touched)), finished_at=NOW)
+    _, rows = wh.query("SELECT articles, outlets FROM story_clusters")
+    assert rows == [(2, ["Interfax", "Wire"])]
+    assert wh.query("SELECT DISTINCT cluster_id FROM articles")[1] == [(first[0].cluster_id,)]

@@ -1,0 +1,38 @@
+"""Longer read queries of the alert ledger and story clusters (kept apart from the store's plumbing)."""
+
+# Pending alerts with what their message needs. A story alert names every outlet of its cluster so far (in
+# the order they carried it) and the evidence snippets of its article for its watchlist.
+PENDING_ALERTS = """
+SELECT al.alert_id, al.article_id, al.watchlist, al.channel, al.status, al.attempts,
+       a.title, a.url, a.feed_name, a.published_at, v.score, v.tags,
+       (SELECT list(DISTINCT e.term) FROM tags t, unnest(t.evidence) AS u(e)
+        WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist),
+       al.channel_name, al.kind, al.cluster_id, al.subject, al.body,
+       (SELECT list(o.feed_name ORDER BY o.first_at) FROM
+           (SELECT m.feed_name, min(m.fetched_at) AS first_at FROM articles m
+            WHERE m.cluster_id = al.cluster_id GROUP BY m.feed_name) o),
+       (SELECT list(DISTINCT e.snippet) FROM tags t, unnest(t.evidence) AS u(e)
+        WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist AND t.passed AND e.snippet <> '')
+FROM alerts al LEFT JOIN articles a USING (article_id)
+LEFT JOIN verdicts v ON v.article_id = al.article_id AND v.watchlist = al.watchlist
+WHERE al.status = 'pending' AND al.attempts < ?
+  AND (CAST(? AS TIMESTAMPTZ) IS NULL OR al.next_attempt_at IS NULL OR al.next_attempt_at <= ?)
+ORDER BY al.created_at, a.published_at NULLS LAST, al.alert_id"""
+
+STORY_MATCHES = """
+WITH best AS (
+    SELECT v.watchlist, a.cluster_id, a.article_id, a.title, a.url, a.feed_name, a.published_at, v.score, v.tags,
+           row_number() OVER (PARTITION BY a.cluster_id, v.watchlist ORDER BY v.score DESC, a.fetched_at) AS rn
+    FROM verdicts v JOIN articles a USING (article_id) JOIN clusters c USING (cluster_id)
+    WHERE v.match AND c.first_published_at BETWEEN ? AND ?)
+SELECT b.article_id, b.watchlist, b.title, b.url, b.feed_name, b.published_at, b.score, b.tags,
+       (SELECT list(DISTINCT e.term) FROM tags t, unnest(t.evidence) AS u(e)
+        WHERE t.article_id = b.article_id AND t.watchlist = b.watchlist),
+       b.cluster_id,
+       (SELECT list(o.feed_name ORDER BY o.first_at) FROM
+           (SELECT m.feed_name, min(m.fetched_at) AS first_at FROM articles m
+            WHERE m.cluster_id = b.cluster_id GROUP BY m.feed_name) o),
+       (SELECT list(DISTINCT e.snippet) FROM tags t, unnest(t.evidence) AS u(e)
+        WHERE t.article_id = b.article_id AND t.watchlist = b.watchlist AND t.passed AND e.snippet <> '')
+FROM best b WHERE b.rn = 1
+ORDER BY b.score DESC, b.published_at DESC"""
