@@ -81,3 +81,44 @@ def test_default_config_is_valid_and_lists_real_feeds(tmp_path: Path) -> None:
     for outlet in ("trend.az", "azertag.az", "tass.ru", "interfax.ru", "report.az"):
         assert outlet in hosts
     assert all(f.url.startswith("https://") for f in s.feeds)
+
+
+def test_alert_routes_with_filters_and_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.toml"
+    cfg.write_text("""
+[alerts]
+urls = ["json://127.0.0.1:9/all"]
+max_per_run = 3
+cluster_similarity = 0.5
+
+[[alerts.routes]]
+name = "energy desk"
+urls = ["slack://${SLACK_TOKEN}/#energy"]
+watchlists = ["az_ru"]
+labels = ["energy"]
+min_score = 4.5
+
+[[alerts.routes]]
+urls = ["mailto://ops.example.com"]
+events = ["feed", "digest"]
+""")
+    s = parse_settings(__import__("tomllib").loads(cfg.read_text()), cfg, {"SLACK_TOKEN": "T/B/C"})
+    a = s.alerts
+    assert a.max_per_run == 3 and a.cluster_similarity == 0.5 and a.window_hours == 48
+    assert [(r.name, r.urls, r.watchlists, r.labels, r.min_score) for r in a.all_routes[:2]] == [
+        ("all", ("json://127.0.0.1:9/all",), (), (), 0.0),
+        ("energy desk", ("slack://T/B/C/#energy",), ("az_ru",), ("energy",), 4.5)]
+    assert a.all_routes[0].events == ("story", "spike", "feed", "digest") and a.all_routes[2].name == "route2"
+    assert a.all_routes[2].events == ("feed", "digest")
+
+
+@pytest.mark.parametrize("alerts, key", [
+    ({"routes": [{"name": "x"}]}, "alerts.routes[0].urls"),
+    ({"routes": [{"urls": ["json://h"], "events": ["sms"]}]}, "alerts.routes[0].events"),
+    ({"routes": [{"urls": ["json://h"], "colour": "red"}]}, "alerts.routes[0].colour"),
+    ({"max_per_run": -1}, "alerts.max_per_run"),
+    ({"cluster_similarity": 2}, "cluster_similarity <= 1"),
+])
+def test_bad_alert_settings_are_named(alerts: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        parse_settings({"alerts": alerts}, Path("/x.toml"), {})

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from html import escape
 from pathlib import Path
 
 import pytest
 
+from newsmon.alerts.render import md
 from newsmon.config import load_settings
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.demo.server import SiteServer, demo_site_root
-from tests.conftest import write_config
+from tests.conftest import RouteServer, write_config
+from tests.test_alerts import body_of, mail_url, smtp  # noqa: F401  (the SMTP fixture)
+from tests.test_clusters import WIRE
 from warehouse import open_warehouse
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -62,7 +70,8 @@ def test_two_runs_store_once_match_and_alert_once(tmp_path: Path) -> None:
 
 def test_a_failed_alert_is_sent_on_the_next_run_exactly_once(tmp_path: Path) -> None:
     with SiteServer(demo_site_root()) as site, WebhookReceiver(fail_first=100) as rx:
-        cfg = write_config(tmp_path, [("en", site.url("/feeds/en.xml"))], [rx.apprise_url()])
+        cfg = write_config(tmp_path, [("en", site.url("/feeds/en.xml"))], [rx.apprise_url()],
+                           extra="retry_minutes = 0")
         first = run(cfg)
         assert first["alerts_sent"] == 0 and first["alert_errors"] and rx.received == []
         rx.fail_first = 0
@@ -106,3 +115,87 @@ def test_a_failing_run_alerts_through_the_on_failure_hook(tmp_path: Path) -> Non
             run(cfg)
     assert len(rx.received) == 1
     assert "failed" in rx.received[0]["title"] and "newsmon.duckdb" in rx.received[0]["message"]
+def rss(items: list[tuple[str, str, str, float]]) -> bytes:
+    """An RSS feed of (title, link, summary, age in hours) items."""
+    now = datetime.now(UTC)
+    body = "".join(f"<item><title>{escape(t)}</title><link>{escape(link)}</link><guid>{escape(link)}</guid>"
+                   f"<description>{escape(d)}</description>"
+                   f"<pubDate>{format_datetime(now - timedelta(hours=age))}</pubDate></item>"
+                   for t, link, d, age in items)
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'.encode()
+
+
+def page(title: str, text: str) -> bytes:
+    paras = "".join(f"<p>{escape(s.strip())}.</p>" for s in text.split(". ") if s.strip())
+    return (f"<html><head><title>{escape(title)}</title></head><body><nav><a href='/'>Home</a></nav><article>"
+            f"<h1>{escape(title)}</h1>{paras}</article><footer>(c) outlet</footer></body></html>").encode()
+
+
+def outlet(routes: RouteServer, name: str, items: list[tuple[str, str, str, float]]) -> str:
+    """A news outlet on the route server: its feed and a page per item (page text = the item's summary)."""
+    for title, path, text, _ in items:
+        routes.add(path, body=page(title, text), content_type="text/html; charset=utf-8")
+    return routes.add(f"/{name}.xml", body=rss([(t, routes.base_url + p, d, a) for t, p, d, a in items]),
+                      content_type="application/rss+xml")
+
+
+OLD = "Azerbaijan and Russia signed an energy road map on gas supplies and investment cooperation in Baku"
+
+
+@pytest.mark.slow
+def test_a_syndicated_copy_alerts_once_and_old_backlog_is_stored_silently(tmp_path: Path, routes: RouteServer,
+                                                                            smtp: tuple) -> None:  # noqa: F811
+    port, inbox = smtp
+    edited = WIRE.replace("on Tuesday", "on Tuesday, officials said")
+    trend = outlet(routes, "trend", [("Azerbaijan, Russia sign energy road map", "/trend/1", WIRE, 3),
+                                     ("Ten days ago: energy road map signed", "/trend/old", f"{OLD}. " * 3, 240)])
+    tass = outlet(routes, "tass", [("Baku and Moscow agree energy road map", "/tass/1", f"MOSCOW (TASS). {WIRE}", 2)])
+    with WebhookReceiver() as rx:
+        cfg = write_config(tmp_path, [("Trend", trend), ("TASS", tass)], [rx.apprise_url(), mail_url(port)])
+        first = run(cfg)
+        report = outlet(routes, "report", [("Azerbaijan, Russia sign road map", "/report/1", edited, 1)])
+        cfg = write_config(tmp_path, [("Trend", trend), ("TASS", tass), ("Report", report)],
+                           [rx.apprise_url(), mail_url(port)])
+        second = run(cfg)
+    assert len(first["matches"]) == 3 and first["alerts_sent"] == 2  # one story x two channels
+    assert len(rx.received) == 1 and len(inbox.messages) == 1
+    assert "Outlets: Trend, TASS" in rx.received[0]["message"]
+    assert "Outlets: Trend, TASS" in (body_of(inbox.messages[0]) or body_of(inbox.messages[0], "html"))
+    assert len(second["matches"]) == 1 and second["alerts_sent"] == 0  # the third outlet's copy: silent
+    stored = rows(cfg, "SELECT title, cluster_id IS NOT NULL FROM matches ORDER BY published_at")
+    assert [t for t, _ in stored][0] == "Ten days ago: energy road map signed" and all(c for _, c in stored)
+    assert rows(cfg, "SELECT count(*) FROM alert_ledger WHERE title LIKE 'Ten days ago%'") == [(0,)]
+    clusters = rows(cfg, "SELECT articles, outlets FROM story_clusters ORDER BY articles DESC")
+    assert clusters == [(3, ["Report", "TASS", "Trend"]), (1, ["Trend"])]
+
+
+def test_a_hundred_matches_in_one_run_arrive_as_one_digest(tmp_path: Path, routes: RouteServer,
+                                                            smtp: tuple) -> None:  # noqa: F811
+    port, inbox = smtp
+    devset = [json.loads(line) for line in (Path(__file__).parent / "data" / "tagger_devset.jsonl").open()]
+    positives = [d for d in devset if d["match"] and d["lang"] == "en"]
+    rng = random.Random(5)
+    items = []
+    for i in range(100):  # distinct stories: a positive dev-set story plus words no other story has
+        d = positives[i % len(positives)]
+        filler = " ".join(f"w{rng.randrange(10**6)}" for _ in range(150))
+        items.append((f"{d['title']} ({i})", routes.base_url + f"/gone/{i}", f"{d['text']} {filler}", 1 + i / 10))
+    feed = routes.add("/wire.xml", body=rss(items), content_type="application/rss+xml")  # pages 404: summaries
+    with WebhookReceiver() as rx:
+        cfg = write_config(tmp_path, [("Wire", feed)], [rx.apprise_url(), mail_url(port)])
+        summary = run(cfg)
+    # per channel: one digest of the 100 stories, and one spike alert (100 stories in 6 h, none before)
+    assert len(summary["matches"]) == 100 and summary["alerts_sent"] == 202 and summary["alert_messages"] == 4
+    assert len(rx.received) == 2 and len(inbox.messages) == 2
+    digest = next(p for p in rx.received if "stories)" in p["title"])
+    spike = next(p for p in rx.received if p is not digest)
+    assert digest["title"] == "newsmon: New matching stories (100 stories)"
+    assert spike["title"] == "newsmon: spike: 50 az_ru stories in 6 h"  # published 1 h to 10.9 h ago
+    email = next(m for m in inbox.messages if "100 stories" in m["Subject"])
+    chat, mail = digest["message"], body_of(email, "html")
+    for title, *_ in items:
+        assert f"[{md(title, 160)}]" in chat
+        assert escape(title) in mail
+    assert chat.count("\n- ") == 100 and mail.count("<li>") == 100
+    assert rows(cfg, "SELECT count(DISTINCT delivery_key), count(*) FROM alerts WHERE kind = 'story' "
+                     "AND status = 'sent'") == [(2, 200)]

@@ -172,3 +172,28 @@ def test_run_lock_excludes_a_second_run(tmp_path: Path) -> None:
     assert out.startswith("WarehouseLocked") and "this run is skipped" in out
     with run_lock(path, wait_s=0):
         pass
+
+
+def test_a_version_1_file_is_upgraded_with_each_old_story_its_own_cluster(tmp_path: Path) -> None:
+    import duckdb
+
+    from warehouse.schema import MIGRATIONS
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO articles (article_id, url, feed_url, feed_name, entry_key, title, fetched_at) "
+                "VALUES ('a0', 'https://n.example/0', 'https://n.example/rss', 'N', 'k0', 'Old', ?)", [NOW])
+    con.execute("INSERT INTO verdicts VALUES ('a0', 'az_ru', '1', true, 5.0, ['az_ru'], ?)", [NOW])
+    con.execute("INSERT INTO alerts (alert_id, article_id, watchlist, channel, channel_name, status, created_at) "
+                "VALUES ('al0', 'a0', 'az_ru', 'ch', 'json://h', 'sent', ?)", [NOW])
+    con.close()
+    wh = DuckDBWarehouse(path)
+    from newsmon.records import stable_id
+
+    cid = stable_id("cluster", "a0")
+    assert wh.query("SELECT cluster_id FROM matches")[1] == [(cid,)]
+    assert wh.query("SELECT cluster_id, articles, outlets FROM story_clusters")[1] == [(cid, 1, ["N"])]
+    assert wh.query("SELECT kind, cluster_id, status, outlets FROM alert_ledger")[1] == [("story", cid, "sent", ["N"])]
+    assert wh.recent_clusters(since=NOW - timedelta(days=1)) == []  # no signature: new copies never join it

@@ -1,7 +1,7 @@
 """Longer read queries of the alert ledger and story clusters (kept apart from the store's plumbing)."""
 
 # Pending alerts with what their message needs. A story alert names every outlet of its cluster so far (in
-# the order they carried it) and the evidence snippets of its article for its watchlist.
+# the order they published it) and the evidence snippets of its article for its watchlist.
 PENDING_ALERTS = """
 SELECT al.alert_id, al.article_id, al.watchlist, al.channel, al.status, al.attempts,
        a.title, a.url, a.feed_name, a.published_at, v.score, v.tags,
@@ -9,7 +9,7 @@ SELECT al.alert_id, al.article_id, al.watchlist, al.channel, al.status, al.attem
         WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist),
        al.channel_name, al.kind, al.cluster_id, al.subject, al.body,
        (SELECT list(o.feed_name ORDER BY o.first_at) FROM
-           (SELECT m.feed_name, min(m.fetched_at) AS first_at FROM articles m
+           (SELECT m.feed_name, min(coalesce(m.published_at, m.fetched_at)) AS first_at FROM articles m
             WHERE m.cluster_id = al.cluster_id GROUP BY m.feed_name) o),
        (SELECT list(DISTINCT e.snippet) FROM tags t, unnest(t.evidence) AS u(e)
         WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist AND t.passed AND e.snippet <> '')
@@ -30,7 +30,7 @@ SELECT b.article_id, b.watchlist, b.title, b.url, b.feed_name, b.published_at, b
         WHERE t.article_id = b.article_id AND t.watchlist = b.watchlist),
        b.cluster_id,
        (SELECT list(o.feed_name ORDER BY o.first_at) FROM
-           (SELECT m.feed_name, min(m.fetched_at) AS first_at FROM articles m
+           (SELECT m.feed_name, min(coalesce(m.published_at, m.fetched_at)) AS first_at FROM articles m
             WHERE m.cluster_id = b.cluster_id GROUP BY m.feed_name) o),
        (SELECT list(DISTINCT e.snippet) FROM tags t, unnest(t.evidence) AS u(e)
         WHERE t.article_id = b.article_id AND t.watchlist = b.watchlist AND t.passed AND e.snippet <> '')

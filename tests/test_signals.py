@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from newsmon.alerts.deliver import deliver_pending, queue_signals
+from newsmon.alerts.notify import AppriseNotifier
+from newsmon.alerts.signals import detect_spikes, failing_feeds, feed_alerts
+from newsmon.config import AlertSettings, Route
+from newsmon.demo.receiver import WebhookReceiver
+from newsmon.records import Article, FeedResult, FeedSpec, FeedStatus, RunBatch, Verdict
+from warehouse.duckdb_store import DuckDBWarehouse
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SPIKE = dict(hours=6.0, baseline_days=7.0, factor=3.0, min_stories=5)
+
+
+def stories(*ages_h: float) -> list[tuple[datetime, str]]:
+    return [(NOW - timedelta(hours=h), f"story {h}") for h in ages_h]
+
+
+def test_a_spike_needs_enough_stories_above_the_rolling_baseline() -> None:
+    usual = [6 * k + 1 for k in range(1, 28)]  # one story per 6 h window for a week: baseline 1
+    quiet = detect_spikes({"az_ru": stories(1, 2, *usual)}, now=NOW, last_spike={}, **SPIKE)
+    assert quiet == []
+    spikes = detect_spikes({"az_ru": stories(0.5, 1, 2, 3, 4, *usual), "other": stories(1, 2)}, now=NOW,
+                           last_spike={}, **SPIKE)
+    assert [(s.watchlist, s.recent, round(s.baseline, 2)) for s in spikes] == [("az_ru", 5, 0.96)]
+    assert spikes[0].titles[0] == "story 0.5"  # newest first
+    busy = [h / 4 + 6 for h in range(7 * 24 * 4 - 30)]  # a busy watchlist: ~4 stories per hour usually
+    assert detect_spikes({"az_ru": stories(*range(5), *busy)}, now=NOW, last_spike={}, **SPIKE) == []
+    # one alert per spike: quiet for a window after the last one
+    assert detect_spikes({"az_ru": stories(0.5, 1, 2, 3, 4)}, now=NOW, **SPIKE,
+                         last_spike={"az_ru": NOW - timedelta(hours=2)}) == []
+
+
+def feed(failures: int, last_ok_h: float | None, first_h: float = 100) -> FeedStatus:
+    ok = NOW - timedelta(hours=last_ok_h) if last_ok_h is not None else None
+    return FeedStatus("https://f.example/rss", "F", failures, ok, NOW - timedelta(hours=first_h), "HTTP 500")
+
+
+def test_feed_health_alerts_once_per_failure_episode() -> None:
+    routes = [Route("ops", ("json://h/ops",))]
+    limit = timedelta(hours=24)
+    assert failing_feeds([feed(3, 2), feed(0, 50)], now=NOW, threshold=limit) == []
+    episode1 = feed_alerts(failing_feeds([feed(30, 30)], now=NOW, threshold=limit), routes, now=NOW)
+    later = feed_alerts([feed(40, 30)], routes, now=NOW + timedelta(hours=3))
+    assert [a.alert_id for a in episode1] == [a.alert_id for a in later]  # same episode: same ledger row
+    assert "failed 30 polls in a row for 30 h" in episode1[0].body and episode1[0].kind == "feed"
+    recovered_then_failed = feed_alerts([feed(30, 26)], routes, now=NOW)
+    assert recovered_then_failed[0].alert_id != episode1[0].alert_id
+    never = failing_feeds([feed(5, None, first_h=25)], now=NOW, threshold=limit)
+    assert "never polled successfully" in feed_alerts(never, routes, now=NOW)[0].body
+
+
+def test_spike_and_feed_alerts_are_queued_once_and_delivered(tmp_path: Path) -> None:
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    bad = FeedResult(FeedSpec("Broken", "https://broken.example/rss"), NOW - timedelta(hours=30), status=500,
+                     error="HTTP 500")
+    arts = [Article(f"a{i}", "https://n.example/rss", "N", f"k{i}", f"https://n.example/{i}", f"Story {i}", "",
+                    f"text {i}", NOW, published_at=NOW - timedelta(hours=i / 2)) for i in range(6)]
+    verdicts = [Verdict(a.article_id, "az_ru", "1", True, 5.0, ("az_ru",), (), ()) for a in arts]
+    wh.store_run(RunBatch("r1", "t", NOW, (bad,), tuple(arts), tuple(verdicts), ()), finished_at=NOW)
+    wh.store_run(RunBatch("r2", "t", NOW, (FeedResult(bad.feed, NOW, status=500, error="HTTP 500"),), (), (), ()),
+                 finished_at=NOW)
+    with WebhookReceiver() as rx:
+        settings = AlertSettings(urls=(rx.apprise_url(),))
+        assert queue_signals(wh, settings, now=NOW) == 2
+        assert queue_signals(wh, settings, now=NOW + timedelta(minutes=15)) == 0
+        assert deliver_pending(wh, settings, AppriseNotifier(), now=NOW).sent == 2
+    titles = sorted(p["title"] for p in rx.received)
+    assert titles == ["newsmon: feed failing: Broken", "newsmon: spike: 6 az_ru stories in 6 h"]
+    assert all(p["idempotency_key"] in p["message"] for p in rx.received)
