@@ -6,6 +6,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.digest import build_digest
 from newsmon.demo.receiver import WebhookReceiver
@@ -60,6 +62,7 @@ def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_digest_command_prints_and_sends_once_per_channel(tmp_path: Path, smtp: tuple) -> None:  # noqa: F811
     port, inbox = smtp
     with WebhookReceiver() as rx:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from newsmon.records import Article, ClusterRecord, stable_id
 
@@ -23,6 +23,7 @@ SHINGLE_WORDS = 3
 MIN_SHINGLES = 8  # texts shorter than this (a bare headline) are never merged with anything
 TEXT_WORDS = 1500  # the lead of a long article is enough to recognise a copy
 _WORD = re.compile(r"\w+", re.UNICODE)
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations  # made once: the costly part of a MinHash
 
 
 def shingles(title: str, text: str) -> set[bytes]:
@@ -37,7 +38,7 @@ def signature(title: str, text: str) -> MinHash | None:
     grams = shingles(title, text)
     if len(grams) < MIN_SHINGLES:
         return None
-    mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME, permutations=_PERMUTATIONS)
     mh.update_batch(list(grams))
     return mh
 
@@ -61,7 +62,7 @@ class _Index:
         self.seeds: dict[str, tuple[ClusterRecord, MinHash]] = {}
         for c in recent:
             if len(c.signature) == NUM_PERM and c.cluster_id not in self.seeds:
-                self.add(c, MinHash(hashvalues=list(c.signature), scheme=SCHEME))
+                self.add(c, LeanMinHash(seed=1, hashvalues=list(c.signature), scheme=SCHEME))
 
     def add(self, cluster: ClusterRecord, mh: MinHash) -> None:
         self.seeds[cluster.cluster_id] = (cluster, mh)
