@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsmon.errors import ConfigError
 from newsmon.records import FeedSpec
@@ -42,6 +43,15 @@ class HttpSettings:
 @dataclass(frozen=True)
 class ScheduleSettings:
     interval_minutes: float = 15.0
+    cron: str | None = None               # replaces interval_minutes when set
+    digest_time: str = "08:00"            # daily digest, local time in `timezone`
+    timezone: str = "UTC"
+    maintenance_cron: str = "30 3 * * *"  # export, checkpoint, report, feed-health alerts
+
+    @property
+    def digest_cron(self) -> str:
+        hour, minute = self.digest_time.split(":")
+        return f"{int(minute)} {int(hour)} * * *"
 
 
 EVENTS = ("story", "spike", "feed", "digest")
@@ -146,15 +156,33 @@ def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> S
         lock_timeout_s=v.number(wh, "warehouse", "lock_timeout_s", 60.0, minimum=0),
     )
     http = _parse_http(v, v.table(data, "http"))
-    sched = v.table(data, "schedule")
-    v.only_keys(sched, "schedule", {"interval_minutes"})
-    schedule = ScheduleSettings(v.number(sched, "schedule", "interval_minutes", 15.0, minimum=0.1))
+    schedule = _parse_schedule(v, v.table(data, "schedule"))
     alerts = _parse_alerts(v, v.table(data, "alerts"), env)
     tag = v.table(data, "tagging")
     v.only_keys(tag, "tagging", {"rules"})
     rules = tuple(_resolve(base, p) for p in v.str_list(tag, "tagging", "rules"))
     return Settings(source=source, warehouse=warehouse, http=http, feeds=_parse_feeds(v, data),
                     schedule=schedule, alerts=alerts, tagging=TaggingSettings(rules))
+
+
+def _parse_schedule(v: _Validator, sched: dict[str, Any]) -> ScheduleSettings:
+    d = ScheduleSettings()
+    v.only_keys(sched, "schedule", set(d.__dataclass_fields__))
+    cron = v.get(sched, "schedule", "cron", str, None) or None
+    maintenance = v.get(sched, "schedule", "maintenance_cron", str, d.maintenance_cron)
+    for key, value in (("cron", cron), ("maintenance_cron", maintenance)):
+        if value is not None and len(value.split()) != 5:
+            v.fail(f"schedule.{key}", 'a cron expression of five fields, e.g. "*/15 * * * *"', value)
+    digest_time = v.get(sched, "schedule", "digest_time", str, d.digest_time)
+    if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", digest_time):
+        v.fail("schedule.digest_time", 'a time of day "HH:MM"', digest_time)
+    tz = v.get(sched, "schedule", "timezone", str, d.timezone)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        v.fail("schedule.timezone", 'an IANA time zone such as "Asia/Baku" or "UTC"', tz)
+    return ScheduleSettings(interval_minutes=v.number(sched, "schedule", "interval_minutes", 15.0, minimum=0.1),
+                            cron=cron, digest_time=digest_time, timezone=tz, maintenance_cron=maintenance)
 
 
 def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:

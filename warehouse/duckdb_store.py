@@ -184,6 +184,11 @@ class DuckDBWarehouse:
                 FROM feeds f ORDER BY f.feed_url""").fetchall()
         return [FeedStatus(*r) for r in rows]
 
+    def checkpoint(self) -> None:
+        """Write the WAL into the file and reclaim space from deleted rows (maintenance)."""
+        with self._connect() as con:
+            con.execute("FORCE CHECKPOINT")
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         with self._connect(read_only=True) as con:
             cur = con.execute(sql, list(params))

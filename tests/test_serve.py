@@ -1,0 +1,60 @@
+"""`newsmon serve` registers the three scheduled deployments and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import write_config
+from tests.test_deploy import ROOT, prefect_server  # noqa: F401 - the server fixture
+
+pytestmark = pytest.mark.slow
+
+
+async def deployments() -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        found = await client.read_deployments()
+        return {d.name: d for d in found}
+
+
+def test_serve_registers_three_schedules_and_stops_on_sigterm(prefect_server: dict[str, str],  # noqa: F811
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = write_config(tmp_path, [("x", "http://127.0.0.1:9/feed.xml")],
+                       extra='[schedule]\ninterval_minutes = 30\ndigest_time = "07:30"\ntimezone = "Asia/Baku"\n'
+                             'maintenance_cron = "15 4 * * *"\n')
+    env = {**prefect_server, "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "newsmon.cli", "serve", "--config", str(cfg)], env=env,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", env["PREFECT_API_URL"])
+        deadline, found = time.monotonic() + 90, {}
+        while time.monotonic() < deadline and len(found) < 3:
+            time.sleep(1)
+            found = asyncio.run(deployments())
+        names = {"newsmon-poll", "newsmon-digest", "newsmon-maintenance"}
+        assert set(found) >= names, (tmp_path / "serve.log").read_text()
+        poll, digest, maint = found["newsmon-poll"], found["newsmon-digest"], found["newsmon-maintenance"]
+        assert poll.schedules[0].schedule.interval.total_seconds() == 1800
+        assert digest.schedules[0].schedule.cron == "30 7 * * *"
+        assert digest.schedules[0].schedule.timezone == "Asia/Baku"
+        assert maint.schedules[0].schedule.cron == "15 4 * * *"
+        assert poll.parameters == {"config": str(cfg.resolve())}
+        assert poll.global_concurrency_limit is not None and poll.global_concurrency_limit.limit == 1
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) is not None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    assert "newsmon serve" in (tmp_path / "serve.log").read_text()
