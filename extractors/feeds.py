@@ -6,7 +6,9 @@ import calendar
 import html
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -14,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import feedparser
 
 from newsmon.errors import FeedParseError
-from newsmon.records import Entry
+from newsmon.records import Entry, stable_id
 
 TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|yclid|mc_cid|mc_eid|_ga|ref|ref_src|cmpid|from)$", re.I)
 _TAGS = re.compile(r"<[^>]+>")
@@ -37,9 +39,27 @@ def strip_html(text: str) -> str:
     return " ".join(html.unescape(_TAGS.sub(" ", text)).split())
 
 
+@dataclass(frozen=True)
+class ParsedFeed:
+    """A parsed feed document: its entries (capped), the parser's complaint if any, and hints for polling."""
+
+    entries: tuple[Entry, ...]
+    bozo: str | None = None
+    title: str | None = None
+    ttl_minutes: int | None = None
+    dropped: int = 0  # entries past the per-run cap
+
+
 def parse_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
                headers: Mapping[str, str] | None = None, max_entries: int = 500) -> tuple[list[Entry], str | None]:
-    """Parse feed bytes. Returns (entries, bozo note) or raises FeedParseError naming the feed.
+    """Parse feed bytes. Returns (entries, bozo note) or raises FeedParseError naming the feed."""
+    doc = read_feed(body, feed_url, base_url=base_url, headers=headers, max_entries=max_entries)
+    return list(doc.entries), doc.bozo
+
+
+def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
+              headers: Mapping[str, str] | None = None, max_entries: int = 500) -> ParsedFeed:
+    """Parse feed bytes into a ParsedFeed, or raise FeedParseError naming the feed and what to do.
 
     `base_url` (the URL after redirects) resolves relative links. A "bozo" feed that still yields
     entries is kept (the note says what was wrong).
@@ -50,50 +70,88 @@ def parse_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
     hdrs.setdefault("content-type", "application/xml")
     parsed = feedparser.parse(body, response_headers=hdrs, sanitize_html=True, resolve_relative_uris=True)
     bozo = _bozo_note(parsed)
+    meta = parsed.get("feed", {})
     raw_entries = parsed.get("entries") or []
     if not raw_entries:
         if parsed.get("version") and not bozo:
-            return [], None  # a well-formed feed with nothing in it right now
+            # a well-formed feed with nothing in it right now
+            return ParsedFeed((), None, strip_html(meta.get("title") or "") or None, _ttl(meta))
         raise FeedParseError(_why_not_a_feed(body, bozo), url=feed_url)
-    entries = []
-    for raw in raw_entries[:max_entries]:
-        entry = _entry(raw, feed_url, base, parsed.get("feed", {}))
-        if entry is not None:
-            entries.append(entry)
-    return entries, bozo
+    kept = raw_entries[:max_entries]
+    fields = [_fields(raw, base) for raw in kept]
+    guids = Counter(f["guid"] for f in fields if f["guid"])
+    links = Counter(normalize_link(f["link"]) for f in fields if _is_web(f["link"]))
+    host = (urlsplit(feed_url).hostname or "").lower()
+    entries = [e for f in fields
+               if (e := _entry(f, feed_url, host, meta, guid_unique=guids[f["guid"]] == 1,
+                               link_unique=_is_web(f["link"]) and links[normalize_link(f["link"])] == 1))]
+    return ParsedFeed(tuple(entries), bozo, strip_html(meta.get("title") or "") or None, _ttl(meta),
+                      dropped=len(raw_entries) - len(kept))
 
 
-def _entry(raw: Any, feed_url: str, base: str, feed_meta: Any) -> Entry | None:
+def _fields(raw: Any, base: str) -> dict[str, Any]:
     link = raw.get("link") or ""
-    if link:
-        link = urljoin(base, link)
-    guid = (raw.get("id") or "").strip() or None
-    title = strip_html(raw.get("title") or "")
-    summary = strip_html(raw.get("summary") or "")
     # dict.get: feedparser's own get() maps a missing updated_parsed to published_parsed, with a warning
     updated = _when(dict.get(raw, "updated_parsed"))
-    published = _when(dict.get(raw, "published_parsed")) or updated
-    key = entry_key(guid, link, title, published)
+    return {"link": urljoin(base, link) if link else "", "guid": (raw.get("id") or "").strip() or None,
+            "title": strip_html(raw.get("title") or ""), "summary": strip_html(raw.get("summary") or ""),
+            "updated": updated, "published": _when(dict.get(raw, "published_parsed")) or updated,
+            "author": raw.get("author") or None, "language": raw.get("language") or None}
+
+
+def _entry(f: dict[str, Any], feed_url: str, host: str, feed_meta: Any, *, guid_unique: bool,
+           link_unique: bool) -> Entry | None:
+    guid, link, title = f["guid"], f["link"], f["title"]
+    key, aliases = identities(guid if guid_unique else None, link if link_unique else "", title,
+                              f["published"], host=host)
     if key is None:
-        return None
+        if not (title or f["summary"] or link):
+            return None
+        key = f"entry:{stable_id(normalize_link(link) if _is_web(link) else '', title, f['summary'])}"
     return Entry(feed_url=feed_url, key=key, link=link or (guid if guid and guid.startswith("http") else ""),
-                 title=title or summary[:120], summary=summary, guid=guid,
-                 author=(raw.get("author") or None), published_at=published, updated_at=updated,
-                 language=(raw.get("language") or feed_meta.get("language") or None))
+                 title=title or f["summary"][:120], summary=f["summary"], guid=guid, author=f["author"],
+                 published_at=f["published"], updated_at=f["updated"],
+                 language=f["language"] or feed_meta.get("language") or None, aliases=aliases)
+
+
+def identities(guid: str | None, link: str, title: str, published: datetime | None, *,
+               host: str = "") -> tuple[str | None, tuple[str, ...]]:
+    """(key, aliases) of an entry. The key is the GUID when there is a usable one, else the normalised link,
+    else a title+date fingerprint. Aliases hold all three, so a story is recognised later when its feed
+    rotates GUIDs (the link or fingerprint still match) or changes links (the GUID still matches).
+
+    Callers pass guid=None / link="" when that value is not unique within the document. Links to a site's
+    front page never identify a story. GUIDs that are not URIs are scoped to the feed's host ("123" of one
+    outlet is not "123" of another).
+    """
+    ids: list[str] = []
+    if guid:
+        ids.append(f"guid:{guid}" if re.match(r"^[a-z][a-z0-9+.-]*:", guid, re.I) else f"guid:{host}/{guid}")
+    norm = normalize_link(link) if _is_web(link) else ""
+    if norm and (urlsplit(norm).path.rstrip("/") or urlsplit(norm).query):
+        ids.append(norm)
+    if title and published:
+        ids.append(fingerprint(title, published))
+    return (ids[0] if ids else None), tuple(ids)
+
+
+def fingerprint(title: str, published: datetime) -> str:
+    """Title + publication minute: the guard that catches a story whose GUID and link both changed."""
+    return "fp:" + stable_id(" ".join(title.lower().split()), published.strftime("%Y-%m-%dT%H:%M"))
 
 
 def entry_key(guid: str | None, link: str, title: str, published: datetime | None) -> str | None:
-    """The story's identity: the normalised link when there is one, else the GUID, else title + date.
+    """The story's identity key (see `identities`)."""
+    return identities(guid, link, title, published)[0]
 
-    Links win over GUIDs because several news feeds rotate or omit GUIDs (see docs/schema.md).
-    """
-    if link.startswith(("http://", "https://")):
-        return normalize_link(link)
-    if guid:
-        return f"guid:{guid}"
-    if title:
-        return f"title:{title.lower()}|{published.isoformat() if published else ''}"
-    return None
+
+def _is_web(link: str) -> bool:
+    return link.startswith(("http://", "https://"))
+
+
+def _ttl(meta: Any) -> int | None:
+    value = str(meta.get("ttl") or "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def _when(st: time.struct_time | None) -> datetime | None:

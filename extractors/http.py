@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class Fetcher:
         self.settings = settings
         self._global = asyncio.Semaphore(settings.max_concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._next_start: dict[str, float] = {}  # per host: the earliest time the next request may start
         timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
         self._client = httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, headers={"User-Agent": user_agent(settings.contact_url)},
@@ -80,6 +82,7 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         host = urlsplit(url).hostname or ""
         sem = self._hosts.setdefault(host, asyncio.Semaphore(self.settings.max_per_host))
+        await self._pace(host)
         async with self._global, sem:
             try:
                 return await asyncio.wait_for(self._follow(url, headers, max_bytes),
@@ -87,6 +90,17 @@ class Fetcher:
             except TimeoutError:
                 raise FetchError(f"no complete answer within {self.settings.timeout_s * 2:.0f} s; "
                                  "the server is too slow or hangs", url=url) from None
+
+    async def _pace(self, host: str) -> None:
+        """Start requests to one host at least per_host_delay_s (+ random 0..jitter_s) apart."""
+        gap = self.settings.per_host_delay_s + random.uniform(0, self.settings.jitter_s)
+        if gap <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next_start.get(host, now))
+        self._next_start[host] = start + gap
+        if start > now:
+            await asyncio.sleep(start - now)
 
     async def _follow(self, url: str, headers: dict[str, str], max_bytes: int) -> Response:
         current, permanent = url, None
@@ -169,11 +183,14 @@ def _status_advice(status: int) -> str:
     if status == 404:
         return "HTTP 404 Not Found; fix or remove this URL in the config"
     if status == 410:
-        return "HTTP 410 Gone: the publisher removed this feed; remove it from the config"
+        return ("HTTP 410 Gone: the publisher removed this feed; remove it from the config or replace it "
+                "(newsmon keeps retrying it at the backoff cap)")
     if status in (401, 403):
         return f"HTTP {status}: the server refuses this client; it may block bots or need another URL"
     if status == 429:
-        return "HTTP 429 Too Many Requests; newsmon backs off and tries later"
+        return "HTTP 429 Too Many Requests; newsmon backs off (honouring Retry-After) and tries later"
+    if status == 503:
+        return "HTTP 503 Service Unavailable; newsmon backs off (honouring Retry-After) and tries later"
     if status >= 500:
-        return f"HTTP {status} server error; newsmon tries again on the next run"
+        return f"HTTP {status} server error; newsmon backs off and tries again later"
     return f"HTTP {status}; check the URL"

@@ -94,4 +94,4 @@ def build_article(entry: Entry, ext: ExtractedText, feed_name: str, now: datetim
         canonical_url=ext.canonical_url, author=ext.author or entry.author, site_name=ext.site_name,
         language=ext.language or entry.language, published_at=entry.published_at or ext.published_at,
         word_count=len(text.split()), extraction_status=ext.status, extraction_note=ext.note,
-        content_hash=Article.hash_content(title, text))
+        content_hash=Article.hash_content(title, text), updated_at=entry.updated_at, guid=entry.guid)

@@ -1,57 +1,94 @@
-"""Poll every feed concurrently: conditional GET, body-hash skip, parse; one FeedResult per feed, never raises."""
+"""Poll feeds concurrently: conditional GET, body-hash skip, parse; one FeedResult per feed, never raises.
+
+Each result says when the feed may be polled next (extractors.schedule): failures back off exponentially
+up to a cap, Retry-After and cache hints are floors. A permanent redirect moves the feed's stored URL only
+when the new address still serves a feed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 
-from extractors.feeds import parse_feed
-from extractors.http import Fetcher
+from extractors.feeds import read_feed
+from extractors.http import Fetcher, Response
+from extractors.schedule import cache_floor, next_poll_at
 from newsmon.config import HttpSettings
 from newsmon.errors import FeedParseError, FetchError
 from newsmon.records import FeedResult, FeedSpec, FeedState
 
 
 def poll_feeds(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], settings: HttpSettings,
-               *, now: datetime) -> list[FeedResult]:
-    """Poll all feeds (blocking wrapper around the async poller), in config order."""
-    return asyncio.run(_poll_all(feeds, states, settings, now))
+               *, now: datetime, rand: Callable[[], float] = random.random) -> list[FeedResult]:
+    """Poll all `feeds` (blocking wrapper around the async poller), results in the same order.
+
+    Scheduling (which feeds are due) is the caller's decision: see extractors.schedule.split_due.
+    """
+    return asyncio.run(poll_feeds_async(feeds, states, settings, now=now, rand=rand))
 
 
-async def _poll_all(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], settings: HttpSettings,
-                    now: datetime) -> list[FeedResult]:
+async def poll_feeds_async(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], settings: HttpSettings,
+                           *, now: datetime, rand: Callable[[], float] = random.random) -> list[FeedResult]:
     async with Fetcher(settings) as fetcher:
         return list(await asyncio.gather(*(
-            poll_one(fetcher, f, states.get(f.url), settings, now) for f in feeds)))
+            poll_one(fetcher, f, states.get(f.url), settings, now, jitter=rand()) for f in feeds)))
 
 
 async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, settings: HttpSettings,
-                   now: datetime) -> FeedResult:
+                   now: datetime, *, jitter: float = 0.0) -> FeedResult:
     t0 = time.monotonic()
+    failures = (state.consecutive_failures if state else 0) + 1
+    base, cap = timedelta(minutes=settings.backoff_base_minutes), timedelta(hours=settings.backoff_cap_hours)
+
+    def failed(status: int | None, error: str, retry_after: float | None = None) -> FeedResult:
+        return FeedResult(feed, now, status=status, error=error, elapsed_s=time.monotonic() - t0,
+                          next_poll_at=next_poll_at(now, failures=failures, base=base, cap=cap,
+                                                    retry_after=retry_after, jitter=jitter))
+
+    url = (state.effective_url if state else None) or feed.url
     try:
-        resp = await fetcher.get(feed.url, max_bytes=settings.max_feed_bytes,
-                                 etag=state.etag if state else None,
+        resp = await fetcher.get(url, max_bytes=settings.max_feed_bytes, etag=state.etag if state else None,
                                  last_modified=state.last_modified if state else None)
     except FetchError as exc:
-        return FeedResult(feed, now, status=exc.status, error=str(exc), elapsed_s=time.monotonic() - t0)
-    validators = {"etag": resp.headers.get("etag"), "last_modified": resp.headers.get("last-modified")}
+        return failed(exc.status, str(exc) if url == feed.url else f"{exc} (configured as {feed.url})",
+                      exc.retry_after)
+    common = {"etag": resp.headers.get("etag"), "last_modified": resp.headers.get("last-modified"),
+              "effective_url": resp.permanent_redirect}
     if resp.status == 304:
-        return FeedResult(feed, now, status=304, not_modified=True, elapsed_s=time.monotonic() - t0,
-                          **validators)
+        return _unchanged(feed, now, resp, common, cap, t0)
     body_hash = hashlib.sha256(resp.body).hexdigest()
     if state is not None and state.body_hash == body_hash:
-        return FeedResult(feed, now, status=resp.status, not_modified=True, body_hash=body_hash,
-                          elapsed_s=time.monotonic() - t0, **validators)
+        return _unchanged(feed, now, resp, {**common, "body_hash": body_hash}, cap, t0)
     try:
-        entries, bozo = parse_feed(resp.body, feed.url, base_url=resp.final_url, headers=resp.headers)
+        doc = read_feed(resp.body, feed.url, base_url=resp.final_url, headers=resp.headers,
+                        max_entries=settings.max_entries_per_feed)
     except FeedParseError as exc:
-        return FeedResult(feed, now, status=resp.status, error=f"{feed.url}: {_msg(exc)}",
-                          elapsed_s=time.monotonic() - t0)
-    return FeedResult(feed, now, status=resp.status, entries=tuple(entries), body_hash=body_hash, bozo=bozo,
-                      elapsed_s=time.monotonic() - t0, **validators)
+        moved = f" (after a permanent redirect to {resp.final_url}; the stored URL is kept)" \
+            if resp.permanent_redirect else ""
+        return failed(resp.status, f"{feed.url}: {_msg(exc)}{moved}")
+    note = doc.bozo
+    if doc.dropped:
+        note = (f"{note}; " if note else "") + (f"{doc.dropped} entries over max_entries_per_feed = "
+                                               f"{settings.max_entries_per_feed} were left for later")
+    floor = cache_floor(resp.headers, ttl_minutes=doc.ttl_minutes, now=now, cap=cap)
+    return FeedResult(feed, now, status=resp.status, entries=doc.entries, body_hash=body_hash, bozo=note,
+                      elapsed_s=time.monotonic() - t0, next_poll_at=_after(now, floor), **common)
+
+
+def _unchanged(feed: FeedSpec, now: datetime, resp: Response, fields: dict[str, str | None], cap: timedelta,
+               t0: float) -> FeedResult:
+    """A 304, or a 200 whose body is byte-identical to the last one parsed: nothing to parse."""
+    floor = cache_floor(resp.headers, ttl_minutes=None, now=now, cap=cap)
+    return FeedResult(feed, now, status=resp.status, not_modified=True, elapsed_s=time.monotonic() - t0,
+                      next_poll_at=_after(now, floor), **fields)  # type: ignore[arg-type]
+
+
+def _after(now: datetime, floor: timedelta | None) -> datetime | None:
+    return now + floor if floor else None
 
 
 def _msg(exc: FeedParseError) -> str:

@@ -10,13 +10,15 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from extractors.identity import Resolution, all_aliases, resolve_entries
+from extractors.schedule import split_due
 from flows import progress
 from flows.report import alert_on_failure, publish_summary
 from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, signals_task, store_task, tag_task
 from newsmon.alerts.policy import plan_alerts
 from newsmon.config import Settings, load_settings
 from newsmon.errors import WarehouseLocked
-from newsmon.records import Entry, FeedResult, RunBatch
+from newsmon.records import FeedResult, RunBatch
 from warehouse import Warehouse, open_warehouse
 from warehouse.lock import run_lock
 
@@ -45,6 +47,8 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
     publish_summary(summary)
     for f in summary["failed_feeds"]:
         logger.warning("feed %s failed: %s", f["name"], f["error"])
+    for f in summary["gone_feeds"]:
+        logger.error("feed %s is GONE (HTTP 410): remove or replace %s in the config", f["name"], f["url"])
     logger.info("run %s: %d new articles, %d matches, %d alerts sent", summary["run_id"],
                 summary["new_articles"], len(summary["matches"]), summary["alerts_sent"])
     return summary
@@ -55,9 +59,12 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     timings: dict[str, float] = {}
     clock = time.monotonic()
     wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
-    results = poll_task(settings.feeds, wh.feed_states(), settings.http, started)
+    states = wh.feed_states()
+    due, waiting = split_due(settings.feeds, states, started)
+    results = poll_task(due, states, settings.http, started)
     timings["poll"], clock = time.monotonic() - clock, time.monotonic()
-    entries = new_entries(results, wh)
+    found = identify(results, wh, started)
+    entries = found.new
     names = {f.url: f.name for f in settings.feeds}
     articles, page_errors = [], []
     tick = progress.counter("pages", len(entries))
@@ -74,26 +81,23 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     timings["tag"], clock = time.monotonic() - clock, time.monotonic()
     batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
                      feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
-                     alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters))
+                     alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
+                     aliases=tuple(found.aliases), edits=tuple(found.edits))
     store_task(wh, batch, datetime.now(UTC))
     timings["store"], clock = time.monotonic() - clock, time.monotonic()
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
     timings["alert"] = time.monotonic() - clock
-    return summarize(batch, report.sent, report.errors, timings) | {"alert_messages": report.messages}
+    return summarize(batch, report.sent, report.errors, timings, waiting=[f.name for f in waiting]) | {"alert_messages": report.messages}
 
 
-def new_entries(results: Sequence[FeedResult], wh: Warehouse) -> list[Entry]:
-    """Entries not stored yet, each story once even when several feeds carry it."""
-    seen: dict[str, Entry] = {}
-    for r in results:
-        for e in r.entries:
-            seen.setdefault(e.article_id, e)
-    known = wh.known_article_ids(seen)
-    return [e for aid, e in seen.items() if aid not in known]
+def identify(results: Sequence[FeedResult], wh: Warehouse, now: datetime) -> Resolution:
+    """New stories (each once, however many feeds or GUIDs carry it), edits of stored ones, aliases to keep."""
+    return resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
 
 
-def summarize(batch: RunBatch, sent: int, alert_errors: list[str], timings: dict[str, float]) -> dict[str, Any]:
+def summarize(batch: RunBatch, sent: int, alert_errors: list[str], timings: dict[str, float],
+              waiting: Sequence[str] = ()) -> dict[str, Any]:
     by_id = {a.article_id: a for a in batch.articles}
     matches = [{"title": by_id[v.article_id].title, "url": by_id[v.article_id].url, "score": round(v.score, 2),
                 "tags": list(v.tags), "watchlist": v.watchlist} for v in batch.verdicts if v.match]
@@ -101,7 +105,7 @@ def summarize(batch: RunBatch, sent: int, alert_errors: list[str], timings: dict
     return {
         "run_id": batch.run_id,
         "config": batch.config_name,
-        "feeds_total": len(results),
+        "feeds_total": len(results) + len(waiting),
         "feeds_ok": sum(1 for r in results if r.ok and not r.not_modified),
         "feeds_not_modified": sum(1 for r in results if r.not_modified),
         "failed_feeds": [{"name": r.feed.name, "url": r.feed.url, "error": r.error} for r in results if not r.ok],
@@ -112,4 +116,7 @@ def summarize(batch: RunBatch, sent: int, alert_errors: list[str], timings: dict
         "alerts_sent": sent,
         "alert_errors": alert_errors,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "feeds_waiting": list(waiting),  # in backoff or under a cache floor: not polled this run
+        "gone_feeds": [{"name": r.feed.name, "url": r.feed.url} for r in results if r.gone],
+        "entries_edited": len(batch.edits),
     }

@@ -38,6 +38,11 @@ class HttpSettings:
     max_per_host: int = 2
     max_feed_bytes: int = 10_000_000
     max_page_bytes: int = 5_000_000
+    per_host_delay_s: float = 0.25
+    jitter_s: float = 0.25
+    max_entries_per_feed: int = 500
+    backoff_base_minutes: float = 5.0
+    backoff_cap_hours: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,11 @@ def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
         max_per_host=int(v.number(http, "http", "max_per_host", d.max_per_host, minimum=1)),
         max_feed_bytes=int(v.number(http, "http", "max_feed_bytes", d.max_feed_bytes, minimum=1024)),
         max_page_bytes=int(v.number(http, "http", "max_page_bytes", d.max_page_bytes, minimum=1024)),
+        per_host_delay_s=v.number(http, "http", "per_host_delay_s", d.per_host_delay_s, minimum=0),
+        jitter_s=v.number(http, "http", "jitter_s", d.jitter_s, minimum=0),
+        max_entries_per_feed=int(v.number(http, "http", "max_entries_per_feed", d.max_entries_per_feed, minimum=1)),
+        backoff_base_minutes=v.number(http, "http", "backoff_base_minutes", d.backoff_base_minutes, minimum=0.1),
+        backoff_cap_hours=v.number(http, "http", "backoff_cap_hours", d.backoff_cap_hours, minimum=0.1),
     )
 
 

@@ -20,8 +20,10 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         console.print(f"[yellow]skipped:[/] {summary['skipped']}", markup=True, highlight=False)
         return
     t = Table(title=f"newsmon run {summary['run_id']}", show_header=False)
-    t.add_row("feeds", f"{summary['feeds_total']} polled: {summary['feeds_ok']} with news, "
-              f"{summary['feeds_not_modified']} not modified, {len(summary['failed_feeds'])} failed")
+    waiting = summary.get("feeds_waiting", [])
+    t.add_row("feeds", f"{summary['feeds_total']} feeds: {summary['feeds_ok']} with news, "
+              f"{summary['feeds_not_modified']} not modified, {len(summary['failed_feeds'])} failed"
+              + (f", {len(waiting)} waiting (backoff or cache hint)" if waiting else ""))
     t.add_row("new articles", f"{summary['new_articles']} ({summary['pages_fell_back']} kept the feed summary)")
     t.add_row("matches", str(len(summary["matches"])))
     t.add_row("alerts", f"{summary['alerts_queued']} queued, {summary['alerts_sent']} sent"
@@ -33,6 +35,9 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
                       f"         {m['url']}", markup=True, highlight=False)
     for f in summary["failed_feeds"]:
         console.print(f"  [red]failed[/] {f['name']}: {f['error']}", markup=True, highlight=False)
+    for f in summary.get("gone_feeds", []):
+        console.print(f"  [bold red]GONE (HTTP 410)[/] {f['name']}: the publisher removed {f['url']}; "
+                      "remove or replace it in the config", markup=True, highlight=False)
 
 
 def print_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:

@@ -23,7 +23,8 @@ class FeedSpec:
 
 @dataclass(frozen=True)
 class FeedState:
-    """What the warehouse remembers about a feed between polls (conditional GET validators)."""
+    """What the warehouse remembers about a feed between polls: conditional GET validators, the URL a
+    permanent redirect moved it to, and its failure/backoff schedule."""
 
     url: str
     etag: str | None = None
@@ -31,11 +32,17 @@ class FeedState:
     body_hash: str | None = None
     consecutive_failures: int = 0
     next_poll_at: datetime | None = None
+    effective_url: str | None = None
+    last_status: int | None = None
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One item of a feed, as parsed; `key` identifies the story across polls."""
+    """One item of a feed, as parsed; `key` identifies the story across polls.
+
+    `aliases` are every identity the entry can be recognised by later (its GUID, its normalised link, a
+    title+date fingerprint), so a feed that rotates GUIDs or changes links still maps to the stored story.
+    """
 
     feed_url: str
     key: str
@@ -47,6 +54,7 @@ class Entry:
     published_at: datetime | None = None
     updated_at: datetime | None = None
     language: str | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def article_id(self) -> str:
@@ -69,10 +77,37 @@ class FeedResult:
     body_hash: str | None = None
     bozo: str | None = None
     elapsed_s: float = 0.0
+    next_poll_at: datetime | None = None
+    effective_url: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def gone(self) -> bool:
+        """HTTP 410: the publisher removed the feed (reported loudly, still polled on the backoff cap)."""
+        return self.status == 410
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """What the warehouse knows about a story an alias points at (to tell an edit from a repeat)."""
+
+    article_id: str
+    feed_url: str
+    title: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class EntryEdit:
+    """A stored story whose feed entry changed title or summary: updated in place, never alerted again."""
+
+    article_id: str
+    title: str
+    summary: str
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,8 @@ class Article:
     extraction_note: str | None = None
     content_hash: str = field(default="")
     cluster_id: str | None = None  # the story cluster (near-duplicate copies across outlets) it belongs to
+    updated_at: datetime | None = None
+    guid: str | None = None
 
     @staticmethod
     def hash_content(title: str, text: str) -> str:
@@ -214,3 +251,5 @@ class RunBatch:
     alerts: tuple[AlertRecord, ...]
     page_errors: tuple[tuple[str, str, str], ...] = ()  # (feed_url, page url, error)
     clusters: tuple[ClusterRecord, ...] = ()  # clusters created or joined by this run's articles
+    aliases: tuple[tuple[str, str], ...] = ()  # (alias, article_id): identities to remember
+    edits: tuple[EntryEdit, ...] = ()

@@ -120,6 +120,8 @@ lock_timeout_s = 20
 [http]
 allow_private_networks = true
 timeout_s = 5
+per_host_delay_s = 0
+jitter_s = 0
 [alerts]
 urls = [{urls}]
 {extra}

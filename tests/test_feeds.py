@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from extractors.feeds import entry_key, normalize_link, parse_feed, strip_html
+from extractors.feeds import entry_key, fingerprint, normalize_link, parse_feed, strip_html
 from newsmon.errors import FeedParseError
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -23,7 +24,8 @@ def test_entries_get_absolute_normalised_links_plain_text_and_utc_dates() -> Non
     assert bozo is None
     first, second = entries
     assert first.link == "https://news.example/a/1?utm_source=rss#top"
-    assert first.key == "https://news.example/a/1"
+    assert first.key == "guid:news.example/id-1"  # a GUID that is not a URI is scoped to the feed's host
+    assert first.aliases[:2] == ("guid:news.example/id-1", "https://news.example/a/1")
     assert first.title == "Baku & Moscow talk"
     assert first.summary == "Energy talks"
     assert first.published_at is not None and first.published_at.isoformat() == "2025-06-03T05:00:00+00:00"
@@ -36,9 +38,18 @@ def test_normalize_link_drops_tracking_fragment_default_port_and_case() -> None:
     assert normalize_link("http://n.example:8080") == "http://n.example:8080/"
 
 
-def test_entry_key_falls_back_to_title_and_date() -> None:
-    assert entry_key(None, "", "Title", None) == "title:title|"
-    assert entry_key(None, "", "", None) is None
+def test_entry_key_prefers_guid_then_link_then_title_and_date() -> None:
+    when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    assert entry_key("urn:x:1", "https://n.example/a", "T", when) == "guid:urn:x:1"
+    assert entry_key(None, "https://n.example/a?utm_source=x", "T", when) == "https://n.example/a"
+    assert entry_key(None, "", "Title", when) == fingerprint("Title", when)
+    assert fingerprint("A  title", when) == fingerprint("a title", when.replace(second=59))
+    assert entry_key(None, "", "Title", None) is None and entry_key(None, "", "", None) is None
+
+
+def test_a_front_page_link_never_identifies_a_story() -> None:
+    assert entry_key(None, "https://n.example/", "", None) is None
+    assert entry_key(None, "https://n.example/?p=12", "", None) == "https://n.example/?p=12"
 
 
 def test_windows_1251_feed_decodes() -> None:

@@ -57,12 +57,15 @@ def test_two_runs_store_once_match_and_alert_once(tmp_path: Path) -> None:
     assert not any(neg in u for u in matches for neg in HARD_NEGATIVES)
     assert alerts_after_first == first["alerts_sent"] == len([m for m in first["matches"]]) >= 1
     assert any(POSITIVE in p["message"] for p in rx.received)
-    # the second run: nothing new, nothing sent, every feed answered 304, no page fetched again
+    # the second run: nothing new, nothing sent, no page fetched again; en.xml's <ttl>15</ttl> and the broken
+    # feed's backoff keep them waiting, ru.xml answers the conditional request with 304
     assert second["new_articles"] == 0 and second["alerts_sent"] == 0 and len(rx.received) == alerts_after_first
-    assert second["feeds_not_modified"] == 2
+    assert second["feeds_not_modified"] == 1 and second["feeds_waiting"] == ["en", "broken"]
+    assert second["feeds_total"] == 3 and second["failed_feeds"] == []
     assert rows(cfg, "SELECT count(*) FROM articles")[0][0] == articles[0]
     assert {p for _, p, _ in site.requests if "/articles/" in p} == set()
     assert {s for _, p, s in site.requests if p.startswith("/feeds/") and "broken" not in p} == {304}
+    assert [p for _, p, _ in site.requests if p.startswith("/feeds/")] == ["/feeds/ru.xml"]
     stored = rows(cfg, "SELECT title, text, language, extraction_status, published_at FROM articles "
                        f"WHERE url LIKE '%{POSITIVE}%'")[0]
     assert "Russian companies" in stored[1] and stored[2] == "en" and stored[3] == "ok" and stored[4] is not None

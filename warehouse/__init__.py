@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from newsmon.records import AlertRecord, ClusterRecord, FeedState, FeedStatus, RunBatch
+from newsmon.records import AlertRecord, ClusterRecord, FeedState, FeedStatus, RunBatch, StoredEntry
 
 
 class Warehouse(Protocol):
@@ -15,6 +15,7 @@ class Warehouse(Protocol):
 
     def feed_states(self) -> dict[str, FeedState]: ...
     def known_article_ids(self, ids: Iterable[str]) -> set[str]: ...
+    def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]: ...
     def store_run(self, batch: RunBatch, *, finished_at: datetime) -> None: ...
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]: ...
     def mark_alerts(self, outcomes: Sequence[tuple[str, str | None]], *, now: datetime, max_attempts: int,

@@ -22,11 +22,13 @@ from newsmon.errors import StorageError, WarehouseLocked
 from newsmon.records import (
     AlertRecord,
     Article,
+    EntryEdit,
     ClusterRecord,
     FeedResult,
     FeedState,
     FeedStatus,
     RunBatch,
+    StoredEntry,
     Verdict,
     stable_id,
 )
@@ -36,7 +38,8 @@ from warehouse.schema import MIGRATIONS, SCHEMA_VERSION
 CHUNK = 200  # rows per multi-row INSERT: measured faster than executemany by ~5x
 ARTICLE_COLUMNS = ("article_id", "url", "canonical_url", "feed_url", "feed_name", "entry_key", "title", "summary",
                    "text", "author", "site_name", "language", "published_at", "fetched_at", "word_count",
-                   "extraction_status", "extraction_note", "content_hash", "run_id", "cluster_id")
+                   "extraction_status", "extraction_note", "content_hash", "run_id", "cluster_id",
+                   "first_seen_at", "updated_at", "guid", "edits")
 ALERT_COLUMNS = ("alert_id", "article_id", "watchlist", "channel", "channel_name", "status", "attempts",
                  "created_at", "kind", "cluster_id", "subject", "body")
 
@@ -112,8 +115,19 @@ class DuckDBWarehouse:
     def feed_states(self) -> dict[str, FeedState]:
         with self._connect(read_only=True) as con:
             rows = con.execute("SELECT feed_url, etag, last_modified, body_hash, consecutive_failures, "
-                               "next_poll_at FROM feeds").fetchall()
+                               "next_poll_at, effective_url, last_status FROM feeds").fetchall()
         return {r[0]: FeedState(*r) for r in rows}
+
+    def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]:
+        """The stored story behind each known alias (GUID, normalised link or fingerprint)."""
+        wanted = sorted(set(aliases))
+        if not wanted:
+            return {}
+        with self._connect(read_only=True) as con:
+            rows = con.execute("SELECT e.alias, a.article_id, a.feed_url, a.title, a.summary "
+                               "FROM entry_aliases e JOIN articles a USING (article_id) "
+                               "WHERE e.alias IN (SELECT unnest(?))", [wanted]).fetchall()
+        return {r[0]: StoredEntry(r[1], r[2], r[3] or "", r[4] or "") for r in rows}
 
     def known_article_ids(self, ids: Iterable[str]) -> set[str]:
         wanted = sorted(set(ids))
@@ -203,7 +217,9 @@ class DuckDBWarehouse:
             _upsert_feeds(con, batch.feed_results)
             _insert(con, "fetch_log", _fetch_log_rows(batch), "")
             _insert(con, "articles", [_article_row(a, batch.run_id) for a in batch.articles],
-                    "ON CONFLICT DO NOTHING", ARTICLE_COLUMNS)
+                    "ON CONFLICT DO NOTHING", columns=ARTICLE_COLUMNS)
+            _insert(con, "entry_aliases", list(batch.aliases), "ON CONFLICT DO NOTHING")
+            _apply_edits(con, batch.edits)
             _insert(con, "tags", [r for v in batch.verdicts for r in _tag_rows(v, finished_at)],
                     "ON CONFLICT DO NOTHING")
             _insert(con, "verdicts", [_verdict_row(v, finished_at) for v in batch.verdicts],
@@ -290,11 +306,22 @@ def _alert_row(a: AlertRecord, at: datetime) -> tuple[Any, ...]:
             a.cluster_id, a.subject or None, a.body or None)
 
 
+def _apply_edits(con: duckdb.DuckDBPyConnection, edits: Sequence[EntryEdit]) -> None:
+    """An edited entry updates title, summary and updated_at; first_seen_at and published_at stay."""
+    for e in edits:
+        con.execute("UPDATE articles SET title = ?, summary = ?, updated_at = ?, edits = coalesce(edits, 0) + 1 "
+                    "WHERE article_id = ?", [e.title, e.summary, e.updated_at, e.article_id])
+
+
 def _upsert_feeds(con: duckdb.DuckDBPyConnection, results: Sequence[FeedResult]) -> None:
     rows = [(r.feed.url, r.feed.name, r.etag, r.last_modified, r.body_hash, r.status, r.error,
-             0 if r.ok else 1, r.fetched_at, r.fetched_at if r.ok else None, None, len(r.entries))
+             0 if r.ok else 1, r.fetched_at, r.fetched_at if r.ok else None, r.next_poll_at, len(r.entries),
+             r.effective_url)
             for r in results]
-    _insert(con, "feeds", rows, """ON CONFLICT (feed_url) DO UPDATE SET
+    cols = ("feed_url", "name", "etag", "last_modified", "body_hash", "last_status", "last_error",
+            "consecutive_failures", "last_polled_at", "last_success_at", "next_poll_at", "entries_seen",
+            "effective_url")
+    _insert(con, "feeds", rows, columns=cols, tail="""ON CONFLICT (feed_url) DO UPDATE SET
         name = excluded.name,
         etag = coalesce(excluded.etag, feeds.etag),
         last_modified = coalesce(excluded.last_modified, feeds.last_modified),
@@ -306,7 +333,8 @@ def _upsert_feeds(con: duckdb.DuckDBPyConnection, results: Sequence[FeedResult])
         last_polled_at = excluded.last_polled_at,
         last_success_at = coalesce(excluded.last_success_at, feeds.last_success_at),
         next_poll_at = excluded.next_poll_at,
-        entries_seen = feeds.entries_seen + excluded.entries_seen""")
+        entries_seen = feeds.entries_seen + excluded.entries_seen,
+        effective_url = coalesce(excluded.effective_url, feeds.effective_url)""")
 
 
 def _fetch_log_rows(batch: RunBatch) -> list[tuple[Any, ...]]:
@@ -322,7 +350,7 @@ def _article_row(a: Article, run_id: str) -> tuple[Any, ...]:
     return (a.article_id, a.url, a.canonical_url, a.feed_url, a.feed_name, a.entry_key, a.title, a.summary,
             a.text, a.author, a.site_name, a.language, a.published_at, a.fetched_at, a.word_count,
             a.extraction_status, a.extraction_note, a.content_hash, run_id,
-            a.cluster_id or stable_id("cluster", a.article_id))
+            a.cluster_id or stable_id("cluster", a.article_id), a.fetched_at, a.updated_at, a.guid, 0)
 
 
 def _tag_rows(v: Verdict, at: datetime) -> list[tuple[Any, ...]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -187,5 +187,50 @@ CREATE VIEW failed_alerts AS
 SELECT * FROM alert_ledger WHERE status = 'failed';
 """
 
+# v3: polling state and entry identity. Feeds remember the URL a permanent redirect moved them to; articles
+# keep first_seen_at, published_at and updated_at apart (an edited entry updates in place); every identity an
+# entry was seen under (GUID, normalised link, title+date fingerprint) points at its article; feed_health gains
+# entry rates, a silent flag and a gone flag.
+_V3_POLLING = """
+ALTER TABLE feeds ADD COLUMN effective_url VARCHAR;
+
+ALTER TABLE articles ADD COLUMN first_seen_at TIMESTAMPTZ;
+ALTER TABLE articles ADD COLUMN updated_at TIMESTAMPTZ;
+ALTER TABLE articles ADD COLUMN guid VARCHAR;
+ALTER TABLE articles ADD COLUMN edits INTEGER DEFAULT 0;
+UPDATE articles SET first_seen_at = fetched_at, edits = 0;
+
+CREATE TABLE entry_aliases (
+    alias VARCHAR PRIMARY KEY,      -- 'guid:...', a normalised link, or 'fp:<hash of title + minute>'
+    article_id VARCHAR NOT NULL
+);
+INSERT INTO entry_aliases SELECT entry_key, min(article_id) FROM articles GROUP BY entry_key;
+
+CREATE OR REPLACE VIEW feed_health AS
+WITH stats AS (
+    SELECT feed_url, count(*) AS articles_stored, max(published_at) AS newest_article_at,
+           max(first_seen_at) AS last_new_at,
+           count(*) FILTER (WHERE first_seen_at > now() - INTERVAL 1 DAY) AS new_24h,
+           count(*) FILTER (WHERE first_seen_at > now() - INTERVAL 7 DAY) AS new_7d
+    FROM articles GROUP BY feed_url),
+gaps AS (
+    SELECT feed_url, median(epoch(gap)) / 3600 AS usual_gap_hours
+    FROM (SELECT feed_url, published_at - lag(published_at) OVER (PARTITION BY feed_url ORDER BY published_at)
+                 AS gap
+          FROM articles WHERE published_at > now() - INTERVAL 30 DAY)
+    WHERE gap IS NOT NULL GROUP BY feed_url)
+SELECT f.feed_url AS url, f.name, f.last_status, f.last_error, f.consecutive_failures,
+       f.last_polled_at, f.last_success_at, f.next_poll_at, f.entries_seen,
+       coalesce(s.articles_stored, 0) AS articles_stored, s.newest_article_at,
+       f.effective_url, s.last_new_at, coalesce(s.new_24h, 0) AS new_24h, coalesce(s.new_7d, 0) AS new_7d,
+       round(coalesce(s.new_7d, 0) / 7.0, 2) AS per_day_7d, round(g.usual_gap_hours, 2) AS usual_gap_hours,
+       coalesce(f.consecutive_failures = 0 AND s.articles_stored >= 3
+                AND s.last_new_at < now() - greatest(INTERVAL 1 DAY,
+                                                     to_seconds(4 * 3600 * coalesce(g.usual_gap_hours, 24))),
+                false) AS silent,
+       coalesce(f.last_status = 410, false) AS gone
+FROM feeds f LEFT JOIN stats s USING (feed_url) LEFT JOIN gaps g USING (feed_url);
+"""
+
 # MIGRATIONS[n] brings a file from version n to n + 1 (0 = empty file).
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS, 2: _V3_POLLING}

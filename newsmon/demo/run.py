@@ -23,6 +23,8 @@ path = "demo.duckdb"
 
 [http]
 allow_private_networks = true
+per_host_delay_s = 0.02  # the bundled site runs on this machine
+jitter_s = 0
 
 [alerts]
 urls = ["{alert_url}"]
