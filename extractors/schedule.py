@@ -36,9 +36,9 @@ def backoff_delay(failures: int, *, base: timedelta, cap: timedelta, jitter: flo
     """base * 2^(failures-1), stretched by up to JITTER_FRACTION * jitter (jitter in [0, 1)), at most `cap`."""
     if failures <= 0:
         return timedelta(0)
-    exponent = min(failures - 1, 40)  # 2^40 bases is far past any cap; avoids float overflow
-    delay = base * (2 ** exponent) * (1 + JITTER_FRACTION * jitter)
-    return min(delay, cap)
+    exponent = min(failures - 1, 60)  # far past any cap; keeps the arithmetic finite
+    seconds = base.total_seconds() * 2.0 ** exponent * (1 + JITTER_FRACTION * jitter)
+    return min(timedelta(seconds=seconds), cap) if seconds < cap.total_seconds() else cap
 
 
 def cache_floor(headers: Mapping[str, str], *, ttl_minutes: int | None, now: datetime,

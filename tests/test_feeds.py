@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from extractors.articles import from_feed
 from extractors.feeds import entry_key, fingerprint, normalize_link, parse_feed, strip_html
+from extractors.identity import Resolution, all_aliases, resolve_entries
+from extractors.pages import build_article
 from newsmon.errors import FeedParseError
+from newsmon.records import FeedResult, FeedSpec, RunBatch
+from warehouse.duckdb_store import DuckDBWarehouse
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -79,3 +84,114 @@ def test_recoverable_bozo_feed_keeps_its_entries() -> None:
 
 def test_strip_html() -> None:
     assert strip_html("<p>A &amp; <script>x</script>B</p>") == "A & x B"
+
+
+# -- identity across polls: rotating GUIDs, changing links, edits --------------------------------------
+
+FEED_URL = "https://news.example/rss"
+WHEN = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def doc(*items: tuple[str | None, str, str, str]) -> bytes:
+    """RSS with (guid, link, title, summary) items, all published at WHEN."""
+    parts = []
+    for guid, link, title, summary in items:
+        g = f"<guid isPermaLink=\"false\">{guid}</guid>" if guid else ""
+        parts.append(f"<item><title>{title}</title><link>{link}</link>{g}<description>{summary}</description>"
+                     "<pubDate>Fri, 27 Nov 2026 09:00:00 GMT</pubDate></item>")
+    return f'<rss version="2.0"><channel><title>N</title>{"".join(parts)}</channel></rss>'.encode()
+
+
+def poll(body: bytes, feed_url: str = FEED_URL) -> FeedResult:
+    entries, _ = parse_feed(body, feed_url)
+    return FeedResult(FeedSpec("n", feed_url), WHEN, status=200, entries=tuple(entries))
+
+
+class Store:
+    """The warehouse's part in identity, over a real DuckDB file."""
+
+    def __init__(self, path: Path) -> None:
+        self.wh = DuckDBWarehouse(path)
+        self.runs = 0
+
+    def run(self, *results: FeedResult, now: datetime = WHEN) -> Resolution:
+        found = resolve_entries(results, self.wh.known_entries(all_aliases(results)), now=now)
+        self.runs += 1
+        arts = tuple(build_article(e, from_feed(e, "test"), "n", now) for e in found.new)
+        self.wh.store_run(RunBatch(f"r{self.runs}", "t", now, results, arts, (), (), (), tuple(found.aliases),
+                                   tuple(found.edits)), finished_at=now)
+        return found
+
+    def titles(self) -> list[str]:
+        return [r[0] for r in self.wh.query("SELECT title FROM articles ORDER BY title")[1]]
+
+
+def test_a_feed_that_rotates_guids_neither_duplicates_nor_loses_stories(tmp_path: Path) -> None:
+    s = Store(tmp_path / "w.duckdb")
+    assert len(s.run(poll(doc(("r1", "https://news.example/a", "A", "a"),
+                              ("r2", "https://news.example/b", "B", "b")))).new) == 2
+    # every GUID changed (a CMS that regenerates them on each render); one story is new
+    again = s.run(poll(doc(("x1", "https://news.example/a", "A", "a"), ("x2", "https://news.example/b", "B", "b"),
+                           ("x3", "https://news.example/c", "C", "c"))))
+    assert [e.title for e in again.new] == ["C"] and again.repeats == 2 and again.edits == []
+    assert s.titles() == ["A", "B", "C"]
+
+
+def test_a_feed_that_changes_links_neither_duplicates_nor_loses_stories(tmp_path: Path) -> None:
+    s = Store(tmp_path / "w.duckdb")
+    s.run(poll(doc(("urn:n:1", "https://news.example/a-draft-slug", "A", "a"),
+                   ("urn:n:2", "https://news.example/b", "B", "b"))))
+    # the slug was fixed and a tracking parameter added; the GUID is stable
+    again = s.run(poll(doc(("urn:n:1", "https://news.example/a-final-slug?utm_source=rss", "A", "a"),
+                           ("urn:n:2", "https://news.example/b", "B", "b"),
+                           ("urn:n:3", "https://news.example/a-draft-slug-2", "D", "d"))))
+    assert [e.title for e in again.new] == ["D"] and again.repeats == 2
+    assert s.titles() == ["A", "B", "D"]
+
+
+def test_when_guid_and_link_both_change_the_title_date_fingerprint_catches_it(tmp_path: Path) -> None:
+    s = Store(tmp_path / "w.duckdb")
+    s.run(poll(doc(("1", "https://news.example/a", "Baku and Moscow sign a deal", "x"))))
+    again = s.run(poll(doc(("2", "https://m.news.example/amp/a", "Baku and Moscow sign a deal", "x"))))
+    assert again.new == [] and again.repeats == 1
+
+
+def test_distinct_stories_sharing_a_front_page_link_or_a_guid_are_kept_apart(tmp_path: Path) -> None:
+    s = Store(tmp_path / "w.duckdb")
+    found = s.run(poll(doc(("1", "https://news.example/", "A", "a"), ("2", "https://news.example/", "B", "b"),
+                           ("7", "https://news.example/x", "X", "x"), ("7", "https://news.example/y", "Y", "y"))))
+    assert len(found.new) == 4
+    # another outlet's GUID "1" is not this outlet's story "1"
+    other = s.run(poll(doc(("1", "https://other.example/z", "Z", "z")), "https://other.example/rss"))
+    assert len(other.new) == 1 and s.titles() == ["A", "B", "X", "Y", "Z"]
+
+
+def test_an_edited_entry_updates_in_place_keeps_its_dates_and_does_not_come_back_as_new(tmp_path: Path) -> None:
+    s = Store(tmp_path / "w.duckdb")
+    s.run(poll(doc(("urn:n:1", "https://news.example/a", "Draft title", "first"))))
+    later = WHEN + timedelta(hours=2)
+    found = s.run(poll(doc(("urn:n:1", "https://news.example/a", "Final title", "second"))), now=later)
+    assert found.new == [] and [e.title for e in found.edits] == ["Final title"]
+    row = s.wh.query("SELECT title, summary, first_seen_at, published_at, updated_at, edits FROM articles")[1]
+    assert row == [("Final title", "second", WHEN, WHEN, later, 1)]
+    # the same feed again, and the story through a second feed with its own title: no new edit, no new story
+    assert s.run(poll(doc(("urn:n:1", "https://news.example/a", "Final title", "second")))).edits == []
+    other = s.run(poll(doc(("urn:n:1", "https://news.example/a", "Other title", "z")), "https://news.example/top"))
+    assert other.new == [] and other.edits == []
+
+
+def test_a_v1_warehouse_is_migrated_with_its_keys_as_aliases(tmp_path: Path) -> None:
+    import duckdb
+
+    from warehouse.schema import MIGRATIONS
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO articles (article_id, url, feed_url, entry_key, title, summary, fetched_at) VALUES "
+                "('old', 'https://news.example/a', ?, 'https://news.example/a', 'A', 'a', ?)", [FEED_URL, WHEN])
+    con.close()
+    s = Store(path)
+    assert s.wh.query("SELECT first_seen_at FROM articles")[1] == [(WHEN,)]
+    # a GUID-keyed poll of the same story finds it through the old link key
+    assert s.run(poll(doc(("urn:n:1", "https://news.example/a", "A", "a")))).new == []
