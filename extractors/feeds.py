@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import codecs
 import html
 import re
 import time
@@ -14,12 +15,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import feedparser
+from charset_normalizer import from_bytes
 
 from newsmon.errors import FeedParseError
 from newsmon.records import Entry, stable_id
 
 TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|yclid|mc_cid|mc_eid|_ga|ref|ref_src|cmpid|from)$", re.I)
 _TAGS = re.compile(r"<[^>]+>")
+_XML_ENCODING = re.compile(r"""^(\ufeff?\s*<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
 
 
 def normalize_link(url: str) -> str:
@@ -67,16 +70,15 @@ def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
     base = base_url or feed_url
     hdrs = {k.lower(): v for k, v in (headers or {}).items()}
     hdrs.setdefault("content-location", base)
-    hdrs.setdefault("content-type", "application/xml")
-    parsed = feedparser.parse(body, response_headers=hdrs, sanitize_html=True, resolve_relative_uris=True)
-    bozo = _bozo_note(parsed)
+    hdrs["content-type"] = xml_media_type(hdrs.get("content-type", ""), body)
+    parsed, bozo, note = _parse(body, hdrs)
     meta = parsed.get("feed", {})
     raw_entries = parsed.get("entries") or []
     if not raw_entries:
-        if parsed.get("version") and not bozo:
-            # a well-formed feed with nothing in it right now
-            return ParsedFeed((), None, strip_html(meta.get("title") or "") or None, _ttl(meta))
-        raise FeedParseError(_why_not_a_feed(body, bozo), url=feed_url)
+        if parsed.get("version"):
+            # a feed with nothing in it right now (recovered from its flaws when `note` says any)
+            return ParsedFeed((), note, strip_html(meta.get("title") or "") or None, _ttl(meta))
+        raise FeedParseError(_why_not_a_feed(body, note), url=feed_url)
     kept = raw_entries[:max_entries]
     fields = [_fields(raw, base) for raw in kept]
     guids = Counter(f["guid"] for f in fields if f["guid"])
@@ -85,7 +87,7 @@ def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
     entries = [e for f in fields
                if (e := _entry(f, feed_url, host, meta, guid_unique=guids[f["guid"]] == 1,
                                link_unique=_is_web(f["link"]) and links[normalize_link(f["link"])] == 1))]
-    return ParsedFeed(tuple(entries), bozo, strip_html(meta.get("title") or "") or None, _ttl(meta),
+    return ParsedFeed(tuple(entries), note, strip_html(meta.get("title") or "") or None, _ttl(meta),
                       dropped=len(raw_entries) - len(kept))
 
 
@@ -161,6 +163,46 @@ def _when(st: time.struct_time | None) -> datetime | None:
         return datetime.fromtimestamp(calendar.timegm(st), tz=UTC)
     except (OverflowError, ValueError, OSError):
         return None
+
+
+def xml_media_type(content_type: str, body: bytes) -> str:
+    """The Content-Type to parse with, read as RFC 7303 does: a BOM beats any charset parameter, and a
+    text/xml without a charset is not US-ASCII (RFC 3023's old rule, which breaks UTF-8 and UTF-16 feeds)."""
+    if not content_type or body.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "application/xml"
+    main = content_type.split(";")[0].strip().lower()
+    if main.startswith("text/") and "xml" in main and "charset" not in content_type.lower():
+        return "application/xml"
+    return content_type
+
+
+def _parse(body: bytes, hdrs: dict[str, str]) -> tuple[Any, str | None, str | None]:
+    """(feedparser result, its bozo note, the note to keep: says when the charset had to be detected)."""
+    parsed = feedparser.parse(body, response_headers=hdrs, sanitize_html=True, resolve_relative_uris=True)
+    bozo = _bozo_note(parsed)
+    redecoded = _redecode(body, parsed)
+    if redecoded is None:
+        return parsed, bozo, bozo
+    text, charset = redecoded  # feedparser fell back to windows-1252: parse the detected charset's text
+    utf8 = {**hdrs, "content-type": "application/xml; charset=utf-8"}
+    parsed = feedparser.parse(text, response_headers=utf8, sanitize_html=True, resolve_relative_uris=True)
+    bozo = _bozo_note(parsed)
+    return parsed, bozo, f"charset not declared right; decoded as detected {charset}" + (f"; {bozo}" if bozo else "")
+
+
+def _redecode(body: bytes, parsed: Any) -> tuple[bytes, str] | None:
+    """UTF-8 bytes of a feed whose declared (or default) charset was wrong, when detection is sure of another.
+
+    feedparser falls back to windows-1252 when the declared charset fails, which turns KOI8-R, windows-1251,
+    GB2312 and the like into mojibake.
+    """
+    if type(parsed.get("bozo_exception")).__name__ != "CharacterEncodingOverride":
+        return None
+    best = from_bytes(body).best()
+    if best is None or best.encoding in ("utf_8", "ascii", "cp1252", "windows_1252"):
+        return None
+    text = _XML_ENCODING.sub(r"\1", str(best), count=1)
+    return text.encode("utf-8"), best.encoding
 
 
 def _bozo_note(parsed: Any) -> str | None:
