@@ -88,7 +88,8 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
     timings["alert"] = time.monotonic() - clock
-    return summarize(batch, report.sent, report.errors, timings, waiting=[f.name for f in waiting]) | {"alert_messages": report.messages}
+    summary = summarize(batch, report.sent, report.errors, timings, waiting=[f.name for f in waiting])
+    return summary | {"alert_messages": report.messages}
 
 
 def identify(results: Sequence[FeedResult], wh: Warehouse, now: datetime) -> Resolution:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from newsmon import __version__
-from newsmon.config import ENV_CONFIG, default_config_text, load_settings, resolve_config_path
+from newsmon.config import ENV_CONFIG, Settings, append_feeds, default_config_text, load_settings, resolve_config_path
 from newsmon.errors import ConfigError, NewsmonError, RulesError, StorageError
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
@@ -90,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     dig.add_argument("--send", action="store_true", help="send it (once per channel, period and hour)")
     dig.add_argument("--format", choices=["text", "markdown", "html"], default="text",
                      help="what to print (default: text)")
-    cmd("feeds", "Show each feed's health: last status and error, failures in a row, last success.",
-        cmd_feeds)
+    feeds = cmd("feeds", "Show each feed's health (status, failures in a row, next poll, new entries, silent or "
+                "gone); or manage the feed list: add URL, import FILE.opml, export (OPML to stdout).", cmd_feeds)
+    feeds.add_argument("action", nargs="?", choices=["add", "import", "export"], help="omit to show feed health")
+    feeds.add_argument("target", nargs="?", help="add: a feed or site URL; import: an OPML file")
     init = cmd("init", "Write a commented default configuration file.", cmd_init, config=False)
     init.add_argument("path", nargs="?", default="newsmon.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -240,13 +242,51 @@ def cmd_digest(args: argparse.Namespace) -> int:
     return EXIT_FEEDS_FAILED if report.errors else EXIT_OK
 
 
-def cmd_feeds(args: argparse.Namespace) -> int:
-    from newsmon.console import print_rows
+FEED_HEALTH_SQL = """
+SELECT name, last_status AS status, consecutive_failures AS failures, strftime(next_poll_at, '%Y-%m-%d %H:%M')
+       AS next_poll, strftime(last_success_at, '%Y-%m-%d %H:%M') AS last_success, new_24h, per_day_7d,
+       CASE WHEN gone THEN 'GONE' WHEN silent THEN 'silent' ELSE '' END AS flag, last_error
+FROM feed_health ORDER BY gone DESC, consecutive_failures DESC, silent DESC, name"""
 
-    cols, rows = _open_read_only(args).query(
-        "SELECT name, last_status AS status, consecutive_failures AS failures, last_success_at, "
-        "articles_stored, last_error FROM feed_health ORDER BY consecutive_failures DESC, name")
-    print_rows(cols, rows, "table")
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    if args.action is None:
+        from newsmon.console import print_rows
+
+        cols, rows = _open_read_only(args).query(FEED_HEALTH_SQL)
+        print_rows(cols, rows, "table")
+        return EXIT_OK
+    path = resolve_config_path(args.config)
+    settings = load_settings(path)
+    if args.action == "export":
+        from extractors.opml import to_opml
+
+        sys.stdout.write(to_opml(settings.feeds, title=f"newsmon feeds ({path.name})"))
+        return EXIT_OK
+    if not args.target:
+        raise ConfigError(f"newsmon feeds {args.action} needs a {'URL' if args.action == 'add' else 'FILE'}")
+    return _feeds_add(path, settings, args.target) if args.action == "add" else _feeds_import(path, args.target)
+
+
+def _feeds_add(path: Path, settings: Settings, url: str) -> int:
+    from extractors.discovery import discover_feed
+
+    feed = discover_feed(url, settings.http)
+    added = append_feeds(path, [feed])
+    print(f"added {feed.name!r} {feed.url} to {path}" if added else f"{feed.url} is already in {path}")
+    return EXIT_OK
+
+
+def _feeds_import(path: Path, opml: str) -> int:
+    from extractors.opml import parse_opml
+
+    try:
+        data = Path(opml).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{opml}: cannot read the OPML file ({exc})") from exc
+    feeds = parse_opml(data, opml)
+    added = append_feeds(path, feeds)
+    print(f"imported {len(added)} new feed(s) of {len(feeds)} in {opml} into {path}")
     return EXIT_OK
 
 

@@ -5,9 +5,11 @@ This is the only module that reads the environment or the configuration file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -269,6 +271,23 @@ def _parse_feeds(v: _Validator, data: dict[str, Any]) -> tuple[FeedSpec, ...]:
         seen.add(url)
         out.append(FeedSpec(name=name, url=url))
     return tuple(out)
+
+
+def append_feeds(path: Path, feeds: Sequence[FeedSpec]) -> list[FeedSpec]:
+    """Append `[[feeds]]` tables for the feeds whose URL the config file does not list yet; returns those."""
+    known = {f.url for f in load_settings(path).feeds}
+    new: list[FeedSpec] = []
+    for f in feeds:
+        if f.url not in known:
+            known.add(f.url)
+            new.append(f)
+    if new:
+        text = path.read_text(encoding="utf-8")
+        tables = "".join(f"\n[[feeds]]\nname = {json.dumps(f.name, ensure_ascii=False)}\n"
+                         f"url = {json.dumps(f.url, ensure_ascii=False)}\n" for f in new)
+        path.write_text(text + ("" if text.endswith("\n") else "\n") + tables, encoding="utf-8")
+        load_settings(path)  # the file must still be valid; a bad name would be caught here
+    return new
 
 
 def _resolve(base: Path, p: str) -> Path:

@@ -130,3 +130,31 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("30") == 30
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_requests_to_one_host_are_spaced_while_other_hosts_are_not_held_up(routes: RouteServer) -> None:
+    url = routes.add("/p", body=b"x")
+    other = url.replace("127.0.0.1", "localhost")
+    paced = HttpSettings(allow_private_networks=True, timeout_s=2, per_host_delay_s=0.2, jitter_s=0, max_per_host=4)
+
+    async def go() -> tuple[list[float], float]:
+        async with Fetcher(paced) as f:
+            t0 = time.monotonic()
+
+            async def stamp(u: str) -> float:
+                await f.get(u, max_bytes=100)
+                return time.monotonic() - t0
+            same = await asyncio.gather(*(stamp(url) for _ in range(4)))
+            t1 = time.monotonic()
+            await f.get(other, max_bytes=100)
+            return sorted(same), time.monotonic() - t1
+    same, other_host = asyncio.run(go())
+    assert same[-1] >= 0.6  # four requests to one host start 0.2 s apart
+    assert other_host < 0.2  # the first request to another host starts at once
+
+
+def test_503_carries_an_http_date_retry_after(routes: RouteServer) -> None:
+    url = routes.add("/busy", status=503, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})
+    with pytest.raises(FetchError, match="503.*Retry-After") as err:
+        get(OPEN, url)
+    assert err.value.retry_after is not None and err.value.retry_after > 86400

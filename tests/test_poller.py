@@ -234,3 +234,22 @@ def test_only_feeds_whose_time_has_come_are_due() -> None:
               c.url: FeedState(c.url, next_poll_at=T0 + timedelta(seconds=10))}
     assert split_due([a, b, c], states, T0) == ([a, c], [b])
     assert is_due(states[b.url], T0 + timedelta(hours=1))
+
+
+def test_a_feed_with_no_new_entries_for_much_longer_than_its_usual_gap_is_flagged_silent(tmp_path: Path) -> None:
+    from newsmon.records import Article
+
+    now = datetime.now(UTC)
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+
+    def arts(feed: FeedSpec, last_seen: datetime) -> tuple[Article, ...]:
+        return tuple(Article(f"{feed.name}{i}", feed.url, feed.name, f"k{feed.name}{i}", f"https://x/{feed.name}{i}",
+                             "t", "", "", fetched_at=last_seen, published_at=last_seen - timedelta(hours=2 * i))
+                     for i in range(5))
+    quiet, busy = FeedSpec("quiet", "https://q.example/rss"), FeedSpec("busy", "https://b.example/rss")
+    # both publish every 2 hours; the quiet one's newest story came 3 days ago, the busy one's an hour ago
+    results = (FeedResult(quiet, now, status=200), FeedResult(busy, now, status=200))
+    wh.store_run(RunBatch("r", "t", now, results, arts(quiet, now - timedelta(days=3)) +
+                          arts(busy, now - timedelta(hours=1)), (), ()), finished_at=now)
+    _, rows = wh.query("SELECT name, silent, usual_gap_hours, new_24h, new_7d FROM feed_health ORDER BY name")
+    assert rows == [("busy", False, 2.0, 5, 5), ("quiet", True, 2.0, 0, 5)]

@@ -22,8 +22,8 @@ from newsmon.errors import StorageError, WarehouseLocked
 from newsmon.records import (
     AlertRecord,
     Article,
-    EntryEdit,
     ClusterRecord,
+    EntryEdit,
     FeedResult,
     FeedState,
     FeedStatus,
