@@ -75,7 +75,7 @@ def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
     meta = parsed.get("feed", {})
     raw_entries = parsed.get("entries") or []
     if not raw_entries:
-        if parsed.get("version"):
+        if parsed.get("version") and _complete(parsed):
             # a feed with nothing in it right now (recovered from its flaws when `note` says any)
             return ParsedFeed((), note, strip_html(meta.get("title") or "") or None, _ttl(meta))
         raise FeedParseError(_why_not_a_feed(body, note), url=feed_url)
@@ -188,6 +188,14 @@ def _parse(body: bytes, hdrs: dict[str, str]) -> tuple[Any, str | None, str | No
     parsed = feedparser.parse(text, response_headers=utf8, sanitize_html=True, resolve_relative_uris=True)
     bozo = _bozo_note(parsed)
     return parsed, bozo, f"charset not declared right; decoded as detected {charset}" + (f"; {bozo}" if bozo else "")
+
+
+def _complete(parsed: Any) -> bool:
+    """False for a document the XML parser could not read to its end (truncated, broken markup): with no
+    entries to show for it, that is a broken feed to report. An undefined HTML entity or a charset or media
+    type complaint leaves the document whole."""
+    exc = parsed.get("bozo_exception")
+    return exc is None or type(exc).__name__ != "SAXParseException" or "undefined entity" in str(exc)
 
 
 def _redecode(body: bytes, parsed: Any) -> tuple[bytes, str] | None:

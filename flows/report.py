@@ -30,6 +30,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              f"| matches | {len(summary['matches'])} |",
              f"| alerts sent | {summary['alerts_sent']} of {summary['alerts_queued']} queued |"]
     lines += [f"| seconds: {k} | {v:.2f} |" for k, v in summary["seconds"].items()]
+    if summary.get("gone_feeds"):
+        lines += ["", "**GONE (HTTP 410): remove or replace these feeds in the config**", ""]
+        lines += [f"- {cell(f['name'])}: {cell(f['url'])}" for f in summary["gone_feeds"]]
+    if summary.get("feeds_waiting"):
+        lines += ["", f"Waiting (backoff or cache hint), not polled this run: "
+                      f"{cell(', '.join(summary['feeds_waiting']))}"]
     if summary["failed_feeds"]:
         lines += ["", "**Failed feeds**", "", "| feed | error |", "|---|---|"]
         lines += [f"| {cell(f['name'])} | {cell(f['error'])} |" for f in summary["failed_feeds"]]

@@ -195,3 +195,11 @@ def test_a_v1_warehouse_is_migrated_with_its_keys_as_aliases(tmp_path: Path) -> 
     assert s.wh.query("SELECT first_seen_at FROM articles")[1] == [(WHEN,)]
     # a GUID-keyed poll of the same story finds it through the old link key
     assert s.run(poll(doc(("urn:n:1", "https://news.example/a", "A", "a")))).new == []
+
+
+def test_an_empty_feed_is_kept_when_whole_and_refused_when_truncated() -> None:
+    entity = b'<rss version="2.0"><channel><title>caf&eacute;</title></channel></rss>'
+    entries, bozo = parse_feed(entity, "https://x.example/rss")
+    assert entries == [] and bozo and "undefined entity" in bozo
+    with pytest.raises(FeedParseError, match="not a readable RSS/Atom feed"):
+        parse_feed(b'<rss version="2.0"><channel><title>Cut off', "https://x.example/rss")
