@@ -213,19 +213,22 @@ WITH stats AS (
            count(*) FILTER (WHERE first_seen_at > now() - INTERVAL 1 DAY) AS new_24h,
            count(*) FILTER (WHERE first_seen_at > now() - INTERVAL 7 DAY) AS new_7d
     FROM articles GROUP BY feed_url),
+recent AS (  -- each feed's newest 30 stories by publication date
+    SELECT feed_url, published_at FROM articles WHERE published_at IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY feed_url ORDER BY published_at DESC) <= 30),
 gaps AS (
     SELECT feed_url, median(epoch(gap)) / 3600 AS usual_gap_hours
     FROM (SELECT feed_url, published_at - lag(published_at) OVER (PARTITION BY feed_url ORDER BY published_at)
-                 AS gap
-          FROM articles WHERE published_at > now() - INTERVAL 30 DAY)
+                 AS gap FROM recent)
     WHERE gap IS NOT NULL GROUP BY feed_url)
 SELECT f.feed_url AS url, f.name, f.last_status, f.last_error, f.consecutive_failures,
        f.last_polled_at, f.last_success_at, f.next_poll_at, f.entries_seen,
        coalesce(s.articles_stored, 0) AS articles_stored, s.newest_article_at,
        f.effective_url, s.last_new_at, coalesce(s.new_24h, 0) AS new_24h, coalesce(s.new_7d, 0) AS new_7d,
        round(coalesce(s.new_7d, 0) / 7.0, 2) AS per_day_7d, round(g.usual_gap_hours, 2) AS usual_gap_hours,
+       -- silent: its polls succeed, yet at the last one its newest story was far older than its usual gap
        coalesce(f.consecutive_failures = 0 AND s.articles_stored >= 3
-                AND s.last_new_at < now() - greatest(INTERVAL 1 DAY,
+                AND s.last_new_at < f.last_polled_at - greatest(INTERVAL 1 DAY,
                                                      to_seconds(4 * 3600 * coalesce(g.usual_gap_hours, 24))),
                 false) AS silent,
        coalesce(f.last_status = 410, false) AS gone
