@@ -118,8 +118,8 @@ class Store:
         found = resolve_entries(results, self.wh.known_entries(all_aliases(results)), now=now)
         self.runs += 1
         arts = tuple(build_article(e, from_feed(e, "test"), "n", now) for e in found.new)
-        self.wh.store_run(RunBatch(f"r{self.runs}", "t", now, results, arts, (), (), (), tuple(found.aliases),
-                                   tuple(found.edits)), finished_at=now)
+        self.wh.store_run(RunBatch(f"r{self.runs}", "t", now, results, arts, (), (), aliases=tuple(found.aliases),
+                                   edits=tuple(found.edits)), finished_at=now)
         return found
 
     def titles(self) -> list[str]:

@@ -70,7 +70,8 @@ def run_once(wh: DuckDBWarehouse, feeds: Sequence[FeedSpec], now: datetime,
     found = resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
     articles, errors = fetch_articles(found.new, {f.url: f.name for f in feeds}, settings, now=now, workers=1)
     wh.store_run(RunBatch(f"run-{now:%H%M%S}", "test", now, tuple(results), tuple(articles), (), (),
-                          tuple(errors), tuple(found.aliases), tuple(found.edits)), finished_at=now)
+                          page_errors=tuple(errors), aliases=tuple(found.aliases), edits=tuple(found.edits)),
+                 finished_at=now)
     return results, waiting, len(articles)
 
 
