@@ -19,16 +19,21 @@ from tests.test_deploy import ROOT, prefect_server  # noqa: F401 - the server fi
 pytestmark = pytest.mark.slow
 
 
-async def deployments() -> dict[str, Any]:
+def deployments(api: str) -> dict[str, Any]:
+    """The server's deployments (temporary_settings: a session-wide Prefect test harness may be active)."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    async with get_client() as client:
-        found = await client.read_deployments()
-        return {d.name: d for d in found}
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            return {d.name: d for d in await client.read_deployments()}
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        return asyncio.run(read())
 
 
 def test_serve_registers_three_schedules_and_stops_on_sigterm(prefect_server: dict[str, str],  # noqa: F811
-                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               tmp_path: Path) -> None:
     cfg = write_config(tmp_path, [("x", "http://127.0.0.1:9/feed.xml")],
                        extra='[schedule]\ninterval_minutes = 30\ndigest_time = "07:30"\ntimezone = "Asia/Baku"\n'
                              'maintenance_cron = "15 4 * * *"\n')
@@ -37,11 +42,10 @@ def test_serve_registers_three_schedules_and_stops_on_sigterm(prefect_server: di
     proc = subprocess.Popen([sys.executable, "-m", "newsmon.cli", "serve", "--config", str(cfg)], env=env,
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        monkeypatch.setenv("PREFECT_API_URL", env["PREFECT_API_URL"])
         deadline, found = time.monotonic() + 90, {}
         while time.monotonic() < deadline and len(found) < 3:
             time.sleep(1)
-            found = asyncio.run(deployments())
+            found = deployments(env["PREFECT_API_URL"])
         names = {"newsmon-poll", "newsmon-digest", "newsmon-maintenance"}
         assert set(found) >= names, (tmp_path / "serve.log").read_text()
         poll, digest, maint = found["newsmon-poll"], found["newsmon-digest"], found["newsmon-maintenance"]
