@@ -43,6 +43,8 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
         logger.warning(str(exc))
         return {"config": str(settings.source), "skipped": str(exc)}
     publish_summary(summary)
+    if str(summary.get("storage", "")).startswith("spooled"):
+        logger.warning("run %s %s", summary["run_id"], summary["storage"])
     for f in summary["failed_feeds"]:
         logger.warning("feed %s failed: %s", f["name"], f["error"])
     logger.info("run %s: %d new articles, %d matches, %d alerts sent", summary["run_id"],
@@ -75,12 +77,13 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
                      feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
                      alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters))
-    store_task(wh, batch, datetime.now(UTC))
+    stored = store_task(wh, batch, datetime.now(UTC))
     timings["store"], clock = time.monotonic() - clock, time.monotonic()
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
     timings["alert"] = time.monotonic() - clock
-    return summarize(batch, report.sent, report.errors, timings) | {"alert_messages": report.messages}
+    return summarize(batch, report.sent, report.errors, timings) | {"alert_messages": report.messages,
+                                                                     "storage": stored.describe()}
 
 
 def new_entries(results: Sequence[FeedResult], wh: Warehouse) -> list[Entry]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -10,15 +11,31 @@ from typing import Any, Protocol
 from newsmon.records import AlertRecord, ClusterRecord, FeedState, FeedStatus, RunBatch
 
 
+@dataclass(frozen=True)
+class StoreReport:
+    """What a write did: stored (with `merged` batches, earlier spooled ones included), or left spooled
+    because another process held the file (`locked_by` says who; `pending` batches wait for the next store)."""
+
+    stored: bool
+    merged: int
+    pending: int
+    locked_by: str | None
+
+    def describe(self) -> str:
+        if self.stored:
+            return "stored" + (f" (with {self.merged - 1} earlier spooled batches)" if self.merged > 1 else "")
+        return f"spooled ({self.pending} batches wait for the next run): {self.locked_by}"
+
+
 class Warehouse(Protocol):
     path: Path
 
     def feed_states(self) -> dict[str, FeedState]: ...
     def known_article_ids(self, ids: Iterable[str]) -> set[str]: ...
-    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> None: ...
+    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport: ...
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]: ...
     def mark_alerts(self, outcomes: Sequence[tuple[str, str | None]], *, now: datetime, max_attempts: int,
-                    retry_s: float = 0.0, delivery_key: str | None = None) -> None: ...
+                    retry_s: float = 0.0, delivery_key: str | None = None) -> StoreReport: ...
     def queue_alerts(self, alerts: Sequence[AlertRecord], *, now: datetime) -> int: ...
     # story clusters, digests, spikes and feed health
     def recent_clusters(self, *, since: datetime) -> list[ClusterRecord]: ...
@@ -27,6 +44,9 @@ class Warehouse(Protocol):
     def last_alerts(self, kind: str) -> dict[str, datetime]: ...
     def feed_statuses(self) -> list[FeedStatus]: ...
     def checkpoint(self) -> None: ...
+    # the spool and exports
+    def pending_spool(self) -> int: ...
+    def export(self, out_dir: Path, fmt: str, *, since: datetime | None = None) -> list[tuple[str, int]]: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]: ...
 
 
