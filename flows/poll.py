@@ -45,6 +45,8 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
         logger.warning(str(exc))
         return {"config": str(settings.source), "skipped": str(exc)}
     publish_summary(summary)
+    if str(summary.get("storage", "")).startswith("spooled"):
+        logger.warning("run %s %s", summary["run_id"], summary["storage"])
     for f in summary["failed_feeds"]:
         logger.warning("feed %s failed: %s", f["name"], f["error"])
     for f in summary["gone_feeds"]:
@@ -83,13 +85,13 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
                      feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
                      alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
                      aliases=tuple(found.aliases), edits=tuple(found.edits))
-    store_task(wh, batch, datetime.now(UTC))
+    stored = store_task(wh, batch, datetime.now(UTC))
     timings["store"], clock = time.monotonic() - clock, time.monotonic()
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
     timings["alert"] = time.monotonic() - clock
     summary = summarize(batch, report.sent, report.errors, timings, waiting=[f.name for f in waiting])
-    return summary | {"alert_messages": report.messages}
+    return summary | {"alert_messages": report.messages, "storage": stored.describe()}
 
 
 def identify(results: Sequence[FeedResult], wh: Warehouse, now: datetime) -> Resolution:

@@ -17,7 +17,7 @@ from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from newsmon.tagging import TagResult, load_watchlists
-from warehouse import Warehouse
+from warehouse import StoreReport, Warehouse
 
 
 @task(name="poll-feeds", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -52,9 +52,10 @@ def to_verdict(article_id: str, r: TagResult) -> Verdict:
 
 
 @task(name="store", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def store_task(wh: Warehouse, batch: RunBatch, finished_at: datetime) -> None:
-    """Write the run in one transaction (retried while another process holds the file)."""
-    wh.store_run(batch, finished_at=finished_at)
+def store_task(wh: Warehouse, batch: RunBatch, finished_at: datetime) -> StoreReport:
+    """Write the run in one transaction; if another process holds the file, the run stays spooled next to
+    it and the next run stores it."""
+    return wh.store_run(batch, finished_at=finished_at)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     dig.add_argument("--send", action="store_true", help="send it (once per channel, period and hour)")
     dig.add_argument("--format", choices=["text", "markdown", "html"], default="text",
                      help="what to print (default: text)")
+    exp = cmd("export", "Copy the warehouse to files for other tools: Parquet (one folder per table, "
+              "partitioned by UTC day), CSV or JSON lines. Replaces what an earlier export wrote in DIR.", cmd_export)
+    exp.add_argument("dir", metavar="DIR", help="output folder")
+    exp.add_argument("--format", choices=["parquet", "csv", "jsonl"], default="parquet")
+    exp.add_argument("--since", metavar="WHEN", help="only stories (and their tags, verdicts, alerts), runs "
+                     "and log lines from this UTC date or time on, e.g. 2026-11-01 or 2026-11-01T06:00")
     feeds = cmd("feeds", "Show each feed's health (status, failures in a row, next poll, new entries, silent or "
                 "gone); or manage the feed list: add URL, import FILE.opml, export (OPML to stdout).", cmd_feeds)
     feeds.add_argument("action", nargs="?", choices=["add", "import", "export"], help="omit to show feed health")
@@ -194,7 +201,12 @@ def _open_read_only(args: argparse.Namespace) -> Any:
     from warehouse import open_warehouse
 
     settings = load_settings(args.config)
-    return open_warehouse(settings.warehouse.path, lock_timeout_s=5, read_only=True)
+    wh = open_warehouse(settings.warehouse.path, lock_timeout_s=min(5.0, settings.warehouse.lock_timeout_s),
+                        read_only=True)
+    if pending := wh.pending_spool():
+        print(f"newsmon: note: {pending} spooled batch(es) in {wh.path}.spool are not in the warehouse yet "
+              "(another process held the file when they were stored); the next run stores them", file=sys.stderr)
+    return wh
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -240,6 +252,24 @@ def cmd_digest(args: argparse.Namespace) -> int:
     print(f"{len(digest.stories)} stories; {queued} digest(s) queued, {report.messages} sent"
           + "".join(f"\nerror: {e}" for e in report.errors))
     return EXIT_FEEDS_FAILED if report.errors else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from newsmon.console import print_rows
+
+    since = parse_since(args.since) if args.since else None
+    done = _open_read_only(args).export(Path(args.dir), args.format, since=since)
+    print_rows(["table", "rows"], done, "table")
+    return EXIT_OK
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO date or date-time; without a zone it is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"--since {text!r}: expected a date like 2026-11-01 or 2026-11-01T06:00") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 FEED_HEALTH_SQL = """

@@ -202,3 +202,31 @@ def test_a_hundred_matches_in_one_run_arrive_as_one_digest(tmp_path: Path, route
     assert chat.count("\n- ") == 100 and mail.count("<li>") == 100
     assert rows(cfg, "SELECT count(DISTINCT delivery_key), count(*) FROM alerts WHERE kind = 'story' "
                      "AND status = 'sent'") == [(2, 200)]
+
+
+def test_an_analyst_holding_the_file_delays_a_run_but_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with SiteServer(demo_site_root()) as site, WebhookReceiver() as rx:
+        cfg = write_config(tmp_path, [("en", site.url("/feeds/en.xml"))], [rx.apprise_url()])
+        cfg.write_text(cfg.read_text().replace("lock_timeout_s = 20", "lock_timeout_s = 0.5"))
+        path = load_settings(cfg).warehouse.path
+        open_warehouse(path)
+        holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                                   "print('holding', flush=True); sys.stdin.readline()", str(path)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        held = run(cfg)
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+        released = run(cfg)
+        again = run(cfg)
+    assert held["storage"].startswith("spooled") and f"process {holder.pid}" in held["storage"]
+    assert held["new_articles"] >= 4 and held["alerts_sent"] == 0 and held["alerts_queued"] >= 1
+    assert released["storage"] == "stored" and released["new_articles"] == 0
+    assert released["alerts_sent"] == held["alerts_queued"] == len(rx.received)
+    assert again["alerts_sent"] == 0 and len(rx.received) == held["alerts_queued"]
+    assert rows(cfg, "SELECT count(*), count(DISTINCT article_id) FROM articles")[0] == (held["new_articles"],) * 2
+    assert rows(cfg, "SELECT count(*) FROM poll_runs")[0][0] == 3

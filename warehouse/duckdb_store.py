@@ -1,48 +1,52 @@
 """DuckDB implementation of the warehouse.
 
 DuckDB lets one process write a file, and any open connection in another process (read-only included)
-blocks that writer. So this store never keeps the file open: each operation connects, does one short
-transaction and closes, retrying with backoff while another process holds the lock.
+blocks that writer. So this store never keeps the file open, and no reader can stop a run:
+
+- every write (a run's records, alert delivery outcomes) is first spooled to `<warehouse>.spool/` as one
+  atomically written JSON file (warehouse/spool.py);
+- then one short transaction migrates the file if needed, merges every pending spooled batch in order
+  (skipping batch ids already in `store_log`, so each is stored exactly once) and commits; the files are
+  deleted after the commit;
+- if another process holds the file past `lock_timeout_s`, the batch stays spooled, the run carries on
+  (reads fall back to what they can see, alert delivery waits) and the next store merges it.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-import re
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from newsmon.errors import StorageError, WarehouseLocked
-from newsmon.records import (
-    AlertRecord,
-    Article,
-    ClusterRecord,
-    EntryEdit,
-    FeedResult,
-    FeedState,
-    FeedStatus,
-    RunBatch,
-    StoredEntry,
-    Verdict,
-    stable_id,
-)
+from newsmon.records import AlertRecord, ClusterRecord, FeedState, FeedStatus, RunBatch, StoredEntry
+from warehouse import StoreReport, rows, spool
+from warehouse.export import export_statements
+from warehouse.lock import lock_message
 from warehouse.queries import PENDING_ALERTS, STORY_MATCHES
 from warehouse.schema import MIGRATIONS, SCHEMA_VERSION
 
-CHUNK = 200  # rows per multi-row INSERT: measured faster than executemany by ~5x
-ARTICLE_COLUMNS = ("article_id", "url", "canonical_url", "feed_url", "feed_name", "entry_key", "title", "summary",
-                   "text", "author", "site_name", "language", "published_at", "fetched_at", "word_count",
-                   "extraction_status", "extraction_note", "content_hash", "run_id", "cluster_id",
-                   "first_seen_at", "updated_at", "guid", "edits")
-ALERT_COLUMNS = ("alert_id", "article_id", "watchlist", "channel", "channel_name", "status", "attempts",
-                 "created_at", "kind", "cluster_id", "subject", "body")
+LOCKED_RETRY_S = 1.0  # once the file was found locked, later operations of the same session wait this long
+log = logging.getLogger(__name__)
 
+
+class _Rejected(Exception):
+    """A spooled batch that the warehouse refuses (bad data): moved aside so it cannot block later runs."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.path = path
+
+
+_Written = tuple[spool.SpoolEntry, tuple[RunBatch, datetime] | None]  # a batch this process just spooled
 
 
 class DuckDBWarehouse:
@@ -50,18 +54,25 @@ class DuckDBWarehouse:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
         self.read_only = read_only
+        self.spool = spool.spool_dir(self.path)
+        self.locked_by: str | None = None  # set once this session found the file locked past the timeout
         if read_only:
             if not self.path.exists():
                 raise StorageError(f"{self.path}: no warehouse here yet; run `newsmon run` first")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._migrate()
+            spool.clean_stale_temps(self.spool)
+            try:
+                self._merge()
+            except WarehouseLocked as exc:
+                self._note_locked(exc)
 
     # -- connections -------------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._open_with_retry(read_only or self.read_only)
+    def _connect(self, *, read_only: bool = False, wait_s: float | None = None
+                 ) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._open_with_retry(read_only or self.read_only, self._wait() if wait_s is None else wait_s)
         try:
             con.execute("SET TimeZone = 'UTC'")
             yield con
@@ -70,8 +81,11 @@ class DuckDBWarehouse:
         finally:
             con.close()
 
-    def _open_with_retry(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout_s
+    def _wait(self) -> float:
+        return self.lock_timeout_s if self.locked_by is None else min(self.lock_timeout_s, LOCKED_RETRY_S)
+
+    def _open_with_retry(self, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + wait_s
         delay = 0.02
         while True:
             try:
@@ -80,9 +94,7 @@ class DuckDBWarehouse:
                 if "lock" not in str(exc).lower():
                     raise StorageError(f"{self.path}: cannot open the warehouse ({exc})") from exc
                 if time.monotonic() >= deadline:
-                    raise WarehouseLocked(
-                        f"{self.path}: still locked after {self.lock_timeout_s:.0f} s by {lock_holder(exc)}; "
-                        "close that DuckDB session (or wait for the running job) and try again") from exc
+                    raise WarehouseLocked(lock_message(self.path, wait_s, exc, writing=not read_only)) from exc
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
 
@@ -97,111 +109,215 @@ class DuckDBWarehouse:
                 raise
             con.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        with self._transaction() as con:
-            con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StorageError(f"{self.path}: made by a newer newsmon (schema {version} > "
-                                   f"{SCHEMA_VERSION}); upgrade newsmon")
-            for v in range(version, SCHEMA_VERSION):
-                con.execute(MIGRATIONS[v])
-            con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE "
-                        "SET value = excluded.value", [str(SCHEMA_VERSION)])
+    def _note_locked(self, exc: WarehouseLocked) -> None:
+        if self.locked_by is None:
+            log.warning("%s", exc)
+        self.locked_by = str(exc)
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"{self.path}: made by a newer newsmon (schema {version} > "
+                               f"{SCHEMA_VERSION}); upgrade newsmon")
+        for v in range(version, SCHEMA_VERSION):
+            con.execute(MIGRATIONS[v])
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value", [str(SCHEMA_VERSION)])
+
+    # -- the spool and the merge -------------------------------------------------------------------
+
+    def _submit(self, kind: str, batch_id: str, payload: dict[str, Any],
+                current: tuple[RunBatch, datetime] | None = None) -> StoreReport:
+        """Spool a batch, then merge everything pending; if the file stays locked, it waits spooled."""
+        entry = spool.write_entry(self.spool, kind, batch_id, payload, spooled_at=datetime.now(UTC),
+                                  schema_version=SCHEMA_VERSION)
+        try:
+            merged = self._merge({entry.path: (entry, current)})
+        except WarehouseLocked as exc:
+            self._note_locked(exc)
+            return StoreReport(stored=False, merged=0, pending=len(spool.pending(self.spool)),
+                               locked_by=str(exc))
+        self.locked_by = None
+        return StoreReport(stored=True, merged=merged, pending=0, locked_by=None)
+
+    def _merge(self, written: dict[Path, _Written] | None = None) -> int:
+        """Migrate, then store every pending spooled batch in one transaction; return how many were new."""
+        paths = spool.pending(self.spool)
+        try:
+            with self._transaction() as con:
+                self._migrate(con)
+                merged = sum(self._merge_one(con, p, (written or {}).get(p)) for p in paths)
+        except _Rejected as rej:
+            aside = self.spool / "rejected" / rej.path.name
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(rej.path, aside)
+            raise StorageError(f"{self.path}: a spooled batch was refused ({rej}); it was moved to {aside} "
+                               "and nothing of that transaction was stored; later runs are not blocked") from rej
+        spool.remove(paths)
+        return merged
+
+    def _merge_one(self, con: duckdb.DuckDBPyConnection, path: Path, written: _Written | None) -> int:
+        try:
+            entry = written[0] if written else spool.read_entry(path)
+            if _already_stored(con, entry):
+                return 0
+            records = _apply(con, entry, written[1] if written else None)
+            con.execute("INSERT INTO store_log VALUES (?, ?, ?, ?, ?)",
+                        [entry.batch_id, entry.kind, entry.spooled_at, datetime.now(UTC), records])
+        except (duckdb.Error, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, duckdb.IOException):
+                raise
+            raise _Rejected(path, exc) from exc
+        return 1
+
+    def pending_spool(self) -> int:
+        """Spooled batches not in the warehouse yet (another process held the file at their store)."""
+        return len(spool.pending(self.spool))
 
     # -- reads -------------------------------------------------------------------------------------
 
     def feed_states(self) -> dict[str, FeedState]:
-        with self._connect(read_only=True) as con:
-            rows = con.execute("SELECT feed_url, etag, last_modified, body_hash, consecutive_failures, "
-                               "next_poll_at, effective_url, last_status FROM feeds").fetchall()
+        try:
+            with self._connect(read_only=True) as con:
+                rows = con.execute("SELECT feed_url, etag, last_modified, body_hash, consecutive_failures, "
+                                   "next_poll_at, effective_url, last_status FROM feeds").fetchall()
+        except WarehouseLocked as exc:  # poll every feed unconditionally this time
+            self._note_locked(exc)
+            return {}
         return {r[0]: FeedState(*r) for r in rows}
 
     def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]:
-        """The stored story behind each known alias (GUID, normalised link or fingerprint)."""
+        """The story behind each known alias (GUID, normalised link or fingerprint), stored or spooled and
+        waiting to be: those stories are not fetched again."""
         wanted = sorted(set(aliases))
         if not wanted:
             return {}
-        with self._connect(read_only=True) as con:
-            rows = con.execute("SELECT e.alias, a.article_id, a.feed_url, a.title, a.summary "
-                               "FROM entry_aliases e JOIN articles a USING (article_id) "
-                               "WHERE e.alias IN (SELECT unnest(?))", [wanted]).fetchall()
-        return {r[0]: StoredEntry(r[1], r[2], r[3] or "", r[4] or "") for r in rows}
+        spooled, stories = self._spooled_aliases(set(wanted))
+        elsewhere = sorted({aid for aid in spooled.values() if aid not in stories})
+        try:
+            with self._connect(read_only=True) as con:
+                rows = con.execute("SELECT e.alias, a.article_id, a.feed_url, a.title, a.summary "
+                                   "FROM entry_aliases e JOIN articles a USING (article_id) "
+                                   "WHERE e.alias IN (SELECT unnest(?))", [wanted]).fetchall()
+                rows += con.execute("SELECT NULL, article_id, feed_url, title, summary FROM articles "
+                                    "WHERE article_id IN (SELECT unnest(?))", [elsewhere]).fetchall()
+        except WarehouseLocked as exc:
+            self._note_locked(exc)
+            rows = []
+        for r in rows:
+            if r[0] is None:
+                stories.setdefault(r[1], StoredEntry(r[1], r[2], r[3] or "", r[4] or ""))
+        found = {alias: stories[aid] for alias, aid in spooled.items() if aid in stories}
+        return found | {r[0]: StoredEntry(r[1], r[2], r[3] or "", r[4] or "") for r in rows if r[0] is not None}
+
+    def _spooled_aliases(self, wanted: set[str]) -> tuple[dict[str, str], dict[str, StoredEntry]]:
+        """From runs waiting in the spool: wanted alias -> article id, and their stories by id."""
+        aliases: dict[str, str] = {}
+        stories: dict[str, StoredEntry] = {}
+        for p in spool.pending(self.spool):
+            entry = spool.read_entry(p)
+            if entry.kind == "run":
+                batch = entry.payload["batch"]
+                aliases |= {alias: aid for alias, aid in batch.get("aliases", ()) if alias in wanted}
+                stories |= {a["article_id"]: StoredEntry(a["article_id"], a["feed_url"], a["title"] or "",
+                                                         a["summary"] or "") for a in batch["articles"]}
+        return aliases, stories
 
     def known_article_ids(self, ids: Iterable[str]) -> set[str]:
+        """Ids already stored, or spooled and waiting to be: they are not fetched again."""
         wanted = sorted(set(ids))
         if not wanted:
             return set()
-        with self._connect(read_only=True) as con:
-            rows = con.execute("SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?))",
-                               [wanted]).fetchall()
-        return {r[0] for r in rows}
+        known = self._spooled_article_ids(set(wanted))
+        try:
+            with self._connect(read_only=True) as con:
+                rows = con.execute("SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?))",
+                                   [wanted]).fetchall()
+        except WarehouseLocked as exc:
+            self._note_locked(exc)
+            return known
+        return known | {r[0] for r in rows}
+
+    def _spooled_article_ids(self, wanted: set[str]) -> set[str]:
+        found: set[str] = set()
+        for p in spool.pending(self.spool):
+            entry = spool.read_entry(p)
+            if entry.kind == "run":
+                found |= {a["article_id"] for a in entry.payload["batch"]["articles"]} & wanted
+        return found
 
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
         """Alerts still to send (not yet given up on, and past their retry backoff when `now` is given),
-        with what a message needs: for stories, every outlet of the cluster so far and evidence snippets."""
-        with self._connect(read_only=True) as con:
-            rows = con.execute(PENDING_ALERTS, [max_attempts, now, now]).fetchall()
+        with what a message needs: for stories, every outlet of the cluster so far and evidence snippets.
+        None while the file is locked or batches wait in the spool: an outcome must be recordable first."""
+        if self.locked_by is not None or self.pending_spool():
+            return []
+        rows_ = self._read(PENDING_ALERTS, [max_attempts, now, now])
         return [AlertRecord(r[0], r[1] or "", r[2] or "", r[3], r[4], r[5], r[6] or r[16] or "", r[7] or "",
                             r[8] or "", r[9], score=r[10] or 0.0, labels=tuple(r[11] or ()),
                             evidence=tuple(sorted(r[12] or ())), channel_name=r[13], kind=r[14],
                             cluster_id=r[15], outlets=tuple(r[18] or ([r[8]] if r[8] else [])),
                             snippets=tuple(r[19] or ()), subject=r[16] or "", body=r[17] or "")
-                for r in rows]
+                for r in rows_]
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows, or none when the file stays locked (the caller then acts on nothing, never on a guess)."""
+        try:
+            with self._connect(read_only=True) as con:
+                return con.execute(sql, list(params)).fetchall()
+        except WarehouseLocked as exc:
+            self._note_locked(exc)
+            return []
 
     def recent_clusters(self, *, since: datetime) -> list[ClusterRecord]:
         """Clusters created since `since` that new articles may join (those with a signature)."""
-        with self._connect(read_only=True) as con:
-            rows = con.execute("SELECT cluster_id, seed_article_id, title, first_published_at, created_at, "
-                               "signature FROM clusters WHERE created_at >= ? AND signature IS NOT NULL "
-                               "ORDER BY created_at", [since]).fetchall()
-        return [ClusterRecord(*r[:5], signature=tuple(r[5])) for r in rows]
+        found = self._read("SELECT cluster_id, seed_article_id, title, first_published_at, created_at, signature "
+                           "FROM clusters WHERE created_at >= ? AND signature IS NOT NULL ORDER BY created_at",
+                           [since])
+        return [ClusterRecord(*r[:5], signature=tuple(r[5])) for r in found]
 
     def story_matches(self, *, since: datetime, until: datetime) -> list[AlertRecord]:
         """Matching stories first published in [since, until], one per cluster x watchlist (its best-scored
         article), with every outlet and evidence snippets: what digests list."""
-        with self._connect(read_only=True) as con:
-            rows = con.execute(STORY_MATCHES, [since, until]).fetchall()
         return [AlertRecord("", r[0], r[1], "", "", 0, r[2] or "", r[3], r[4], r[5], score=r[6],
                             labels=tuple(r[7]), evidence=tuple(sorted(r[8] or ())), cluster_id=r[9],
                             outlets=tuple(r[10] or ()), snippets=tuple(r[11] or ()))
-                for r in rows]
+                for r in self._read(STORY_MATCHES, [since, until])]
 
     def match_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
         """Per watchlist, (first publication time, title) of every matching story cluster since `since`."""
-        with self._connect(read_only=True) as con:
-            rows = con.execute("""
+        out: dict[str, list[tuple[datetime, str]]] = {}
+        for wl, at, title in self._read("""
                 SELECT v.watchlist, c.first_published_at, c.title
                 FROM verdicts v JOIN articles a USING (article_id) JOIN clusters c USING (cluster_id)
                 WHERE v.match AND c.first_published_at >= ?
-                GROUP BY ALL""", [since]).fetchall()
-        out: dict[str, list[tuple[datetime, str]]] = {}
-        for wl, at, title in rows:
+                GROUP BY ALL""", [since]):
             out.setdefault(wl, []).append((at, title or ""))
         return out
 
     def last_alerts(self, kind: str) -> dict[str, datetime]:
         """When an alert of `kind` was last queued, per watchlist (spike quiet periods)."""
-        with self._connect(read_only=True) as con:
-            rows = con.execute("SELECT watchlist, max(created_at) FROM alerts WHERE kind = ? GROUP BY 1",
-                               [kind]).fetchall()
-        return {r[0]: r[1] for r in rows}
+        return {r[0]: r[1] for r in self._read(
+            "SELECT watchlist, max(created_at) FROM alerts WHERE kind = ? GROUP BY 1", [kind])}
 
     def feed_statuses(self) -> list[FeedStatus]:
         """Every feed's failure state, with its first poll (for feeds that never succeeded)."""
-        with self._connect(read_only=True) as con:
-            rows = con.execute("""
+        return [FeedStatus(*r) for r in self._read("""
                 SELECT f.feed_url, f.name, f.consecutive_failures, f.last_success_at,
                        (SELECT min(l.logged_at) FROM fetch_log l WHERE l.kind = 'feed' AND l.url = f.feed_url),
                        f.last_error
-                FROM feeds f ORDER BY f.feed_url""").fetchall()
-        return [FeedStatus(*r) for r in rows]
+                FROM feeds f ORDER BY f.feed_url""")]
 
     def checkpoint(self) -> None:
-        """Write the WAL into the file and reclaim space from deleted rows (maintenance)."""
-        with self._connect() as con:
-            con.execute("FORCE CHECKPOINT")
+        """Write the WAL into the file and reclaim space from deleted rows (maintenance); skipped, with a
+        warning, while another process holds the file."""
+        try:
+            with self._connect() as con:
+                con.execute("FORCE CHECKPOINT")
+        except WarehouseLocked as exc:
+            self._note_locked(exc)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         with self._connect(read_only=True) as con:
@@ -209,166 +325,68 @@ class DuckDBWarehouse:
             cols = [d[0] for d in cur.description or []]
             return cols, cur.fetchall()
 
+    def export(self, out_dir: Path, fmt: str, *, since: datetime | None = None) -> list[tuple[str, int]]:
+        """Copy every table (rows since `since`) to files under `out_dir`; return (table, rows) pairs."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        done = []
+        with self._connect(read_only=True) as con:
+            for table, count_sql, copy_sql, params in export_statements(out_dir, fmt, since):
+                row = con.execute(count_sql, params).fetchone()
+                con.execute(copy_sql, params)
+                done.append((table, int(row[0]) if row else 0))
+        return done
+
     # -- writes ------------------------------------------------------------------------------------
 
-    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> None:
-        """Write a whole run (feeds, log, articles, tags, pending alerts, run row) in one transaction."""
-        with self._transaction() as con:
-            _upsert_feeds(con, batch.feed_results)
-            _insert(con, "fetch_log", _fetch_log_rows(batch), "")
-            _insert(con, "articles", [_article_row(a, batch.run_id) for a in batch.articles],
-                    "ON CONFLICT DO NOTHING", columns=ARTICLE_COLUMNS)
-            _insert(con, "entry_aliases", list(batch.aliases), "ON CONFLICT DO NOTHING")
-            _apply_edits(con, batch.edits)
-            _insert(con, "tags", [r for v in batch.verdicts for r in _tag_rows(v, finished_at)],
-                    "ON CONFLICT DO NOTHING")
-            _insert(con, "verdicts", [_verdict_row(v, finished_at) for v in batch.verdicts],
-                    "ON CONFLICT DO NOTHING")
-            _upsert_clusters(con, batch)
-            _insert(con, "alerts", [_alert_row(a, finished_at) for a in batch.alerts], "ON CONFLICT DO NOTHING",
-                    ALERT_COLUMNS)
-            con.execute("INSERT INTO poll_runs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                        _run_row(batch, finished_at))
+    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport:
+        """Write a whole run (feeds, log, articles, tags, pending alerts, run row) in one transaction,
+        through the spool: if the file stays locked, the run waits there for the next store."""
+        return self._submit("run", batch.run_id, spool.encode_run(batch, finished_at), (batch, finished_at))
 
     def queue_alerts(self, alerts: Sequence[AlertRecord], *, now: datetime) -> int:
         """Add pending alerts outside a poll's store (spike, feed-health, digest); known ids are left as
-        they are. Returns how many were new."""
+        they are. Returns how many are new (0 while the file is locked: they wait in the spool)."""
         if not alerts:
             return 0
-        with self._transaction() as con:
-            before = con.execute("SELECT count(*) FROM alerts").fetchone()[0]  # type: ignore[index]
-            _insert(con, "alerts", [_alert_row(a, now) for a in alerts], "ON CONFLICT DO NOTHING", ALERT_COLUMNS)
-            after = con.execute("SELECT count(*) FROM alerts").fetchone()[0]  # type: ignore[index]
-        return int(after - before)
+        before = self._read("SELECT count(*) FROM alerts")
+        report = self._submit("alerts", f"alerts-{spool.new_id()}",
+                              {"now": now.isoformat(), "alerts": spool.to_json(list(alerts))})
+        after = self._read("SELECT count(*) FROM alerts") if report.stored else []
+        return int(after[0][0] - before[0][0]) if before and after else 0
 
-    def mark_alerts(self, outcomes: Sequence[tuple[str, str | None]], *, now: datetime,
-                    max_attempts: int, retry_s: float = 0.0, delivery_key: str | None = None) -> None:
+    def mark_alerts(self, outcomes: Sequence[tuple[str, str | None]], *, now: datetime, max_attempts: int,
+                    retry_s: float = 0.0, delivery_key: str | None = None) -> StoreReport:
         """Record delivery outcomes: (alert_id, None) = sent, (alert_id, error) = one failed attempt, retried
         no sooner than `retry_s` x 2^(attempts before this one) seconds later (capped at a day)."""
         if not outcomes:
-            return
-        with self._transaction() as con:
-            con.execute("CREATE TEMP TABLE outcome (alert_id VARCHAR, error VARCHAR)")
-            _insert(con, "outcome", list(outcomes), "")
-            con.execute("""
-                UPDATE alerts SET
-                    attempts = alerts.attempts + 1,
-                    last_attempt_at = ?,
-                    last_error = o.error,
-                    delivery_key = ?,
-                    next_attempt_at = CASE WHEN o.error IS NULL THEN NULL
-                        ELSE ? + to_seconds(least(? * pow(2, alerts.attempts), 86400)) END,
-                    sent_at = CASE WHEN o.error IS NULL THEN ? ELSE alerts.sent_at END,
-                    status = CASE WHEN o.error IS NULL THEN 'sent'
-                                  WHEN alerts.attempts + 1 >= ? THEN 'failed' ELSE 'pending' END
-                FROM outcome o WHERE o.alert_id = alerts.alert_id AND alerts.status = 'pending'""",
-                        [now, delivery_key, now, retry_s, now, max_attempts])
+            return StoreReport(stored=True, merged=0, pending=self.pending_spool(), locked_by=None)
+        payload = {"now": now.isoformat(), "max_attempts": max_attempts, "retry_s": retry_s,
+                   "delivery_key": delivery_key, "outcomes": [list(o) for o in outcomes]}
+        return self._submit("alert_outcomes", f"marks-{spool.new_id()}", payload)
 
 
-def lock_holder(exc: BaseException) -> str:
-    """'process 1234 (python)' from DuckDB's lock error, or a plain phrase when it does not say."""
-    m = re.search(r"PID (\d+)", str(exc))
-    if not m:
-        return "another process"
-    pid = m.group(1)
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        cmd = ""
-    return f"process {pid}" + (f" ({cmd[:120]})" if cmd else "")
+def _apply(con: duckdb.DuckDBPyConnection, entry: spool.SpoolEntry, in_memory: tuple[RunBatch, datetime] | None
+           ) -> int:
+    """Write one spooled batch; return its record count for store_log."""
+    p = entry.payload
+    if entry.kind == "run":
+        batch, finished_at = in_memory or spool.decode_run(p)
+        rows.write_run(con, batch, finished_at)
+        return len(batch.articles)
+    if entry.kind == "alerts":
+        alerts = [spool.from_json(AlertRecord, a) for a in p["alerts"]]
+        rows.write_alerts(con, alerts, datetime.fromisoformat(p["now"]))
+        return len(alerts)
+    if entry.kind == "alert_outcomes":
+        rows.write_outcomes(con, [tuple(o) for o in p["outcomes"]], now=datetime.fromisoformat(p["now"]),
+                            max_attempts=int(p["max_attempts"]), retry_s=float(p.get("retry_s", 0.0)),
+                            delivery_key=p.get("delivery_key"))
+        return len(p["outcomes"])
+    raise ValueError(f"unknown spooled batch kind {entry.kind!r}")
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]], tail: str,
-            columns: Sequence[str] = ()) -> None:
-    if not rows:
-        return
-    width = len(rows[0])
-    marks = "(" + ",".join("?" * width) + ")"
-    names = f"({', '.join(columns)})" if columns else ""
-    for i in range(0, len(rows), CHUNK):
-        chunk = rows[i:i + CHUNK]
-        con.execute(f"INSERT INTO {table} {names} VALUES {','.join([marks] * len(chunk))} {tail}",
-                    [x for row in chunk for x in row])
-
-
-def _upsert_clusters(con: duckdb.DuckDBPyConnection, batch: RunBatch) -> None:
-    """The run's new and joined clusters; an article stored without one is its own cluster."""
-    alone = [ClusterRecord(stable_id("cluster", a.article_id), a.article_id, a.title, a.published_at or a.fetched_at,
-                           a.fetched_at) for a in batch.articles if not a.cluster_id]
-    rows = [(c.cluster_id, c.seed_article_id, c.title, c.first_published_at, c.created_at,
-             list(c.signature) if c.signature else None) for c in (*batch.clusters, *alone)]
-    _insert(con, "clusters", rows, """ON CONFLICT (cluster_id) DO UPDATE SET
-        first_published_at = least(clusters.first_published_at, excluded.first_published_at)""")
-
-
-def _alert_row(a: AlertRecord, at: datetime) -> tuple[Any, ...]:
-    return (a.alert_id, a.article_id or None, a.watchlist, a.channel, a.channel_name, "pending", 0, at, a.kind,
-            a.cluster_id, a.subject or None, a.body or None)
-
-
-def _apply_edits(con: duckdb.DuckDBPyConnection, edits: Sequence[EntryEdit]) -> None:
-    """An edited entry updates title, summary and updated_at; first_seen_at and published_at stay."""
-    for e in edits:
-        con.execute("UPDATE articles SET title = ?, summary = ?, updated_at = ?, edits = coalesce(edits, 0) + 1 "
-                    "WHERE article_id = ?", [e.title, e.summary, e.updated_at, e.article_id])
-
-
-def _upsert_feeds(con: duckdb.DuckDBPyConnection, results: Sequence[FeedResult]) -> None:
-    rows = [(r.feed.url, r.feed.name, r.etag, r.last_modified, r.body_hash, r.status, r.error,
-             0 if r.ok else 1, r.fetched_at, r.fetched_at if r.ok else None, r.next_poll_at, len(r.entries),
-             r.effective_url)
-            for r in results]
-    cols = ("feed_url", "name", "etag", "last_modified", "body_hash", "last_status", "last_error",
-            "consecutive_failures", "last_polled_at", "last_success_at", "next_poll_at", "entries_seen",
-            "effective_url")
-    _insert(con, "feeds", rows, columns=cols, tail="""ON CONFLICT (feed_url) DO UPDATE SET
-        name = excluded.name,
-        etag = coalesce(excluded.etag, feeds.etag),
-        last_modified = coalesce(excluded.last_modified, feeds.last_modified),
-        body_hash = coalesce(excluded.body_hash, feeds.body_hash),
-        last_status = excluded.last_status,
-        last_error = excluded.last_error,
-        consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0
-                                    ELSE feeds.consecutive_failures + 1 END,
-        last_polled_at = excluded.last_polled_at,
-        last_success_at = coalesce(excluded.last_success_at, feeds.last_success_at),
-        next_poll_at = excluded.next_poll_at,
-        entries_seen = feeds.entries_seen + excluded.entries_seen,
-        effective_url = coalesce(excluded.effective_url, feeds.effective_url)""")
-
-
-def _fetch_log_rows(batch: RunBatch) -> list[tuple[Any, ...]]:
-    rows: list[tuple[Any, ...]] = [
-        (batch.run_id, r.fetched_at, "feed", r.feed.url, r.feed.url, r.status, r.error or r.bozo)
-        for r in batch.feed_results]
-    rows += [(batch.run_id, batch.started_at, "page", feed_url, url, None, err)
-             for feed_url, url, err in batch.page_errors]
-    return rows
-
-
-def _article_row(a: Article, run_id: str) -> tuple[Any, ...]:
-    return (a.article_id, a.url, a.canonical_url, a.feed_url, a.feed_name, a.entry_key, a.title, a.summary,
-            a.text, a.author, a.site_name, a.language, a.published_at, a.fetched_at, a.word_count,
-            a.extraction_status, a.extraction_note, a.content_hash, run_id,
-            a.cluster_id or stable_id("cluster", a.article_id), a.fetched_at, a.updated_at, a.guid, 0)
-
-
-def _tag_rows(v: Verdict, at: datetime) -> list[tuple[Any, ...]]:
-    rows = []
-    for label, score in v.scores:
-        ev = [{k: e.get(k) for k in ("term", "concept", "where", "start", "end", "snippet", "weight")}
-              for e in v.evidence if e.get("label") == label]
-        rows.append((v.article_id, v.watchlist, label, score, label in v.tags, v.rules_version, ev, at))
-    return rows
-
-
-def _verdict_row(v: Verdict, at: datetime) -> tuple[Any, ...]:
-    return (v.article_id, v.watchlist, v.rules_version, v.match, v.score, list(v.tags), at)
-
-
-def _run_row(batch: RunBatch, finished_at: datetime) -> list[Any]:
-    results = batch.feed_results
-    return [batch.run_id, batch.config_name, batch.started_at, finished_at, len(results),
-            sum(1 for r in results if r.ok and not r.not_modified), sum(1 for r in results if r.not_modified),
-            sum(1 for r in results if not r.ok), len(batch.articles), sum(1 for v in batch.verdicts if v.match),
-            len(batch.alerts)]
+def _already_stored(con: duckdb.DuckDBPyConnection, entry: spool.SpoolEntry) -> bool:
+    if con.execute("SELECT 1 FROM store_log WHERE batch_id = ?", [entry.batch_id]).fetchall():
+        return True
+    return entry.kind == "run" and bool(
+        con.execute("SELECT 1 FROM poll_runs WHERE run_id = ?", [entry.batch_id]).fetchall())

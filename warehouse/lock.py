@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,3 +38,29 @@ def run_lock(warehouse_path: Path, *, wait_s: float) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def lock_message(path: Path, waited_s: float, exc: BaseException, *, writing: bool) -> str:
+    """Who holds the file and what to do: a newsmon run lets go in a moment, an analyst's session does not."""
+    holder, cmd = lock_holder(exc)
+    if "newsmon" in cmd or "flows" in cmd:
+        hint = "a newsmon run is storing; it holds the file only for short transactions: try again"
+    else:
+        hint = "close that DuckDB session (keep analysis sessions short, or query an export)"
+    msg = f"{path}: still locked after {waited_s:.1f} s by {holder} ({hint})"
+    if writing:
+        msg += f"; the records wait in {path}.spool and the next run stores them"
+    return msg
+
+
+def lock_holder(exc: BaseException) -> tuple[str, str]:
+    """('process 1234 (duckdb -readonly x.duckdb)', command line) from DuckDB's lock error."""
+    m = re.search(r"PID (\d+)", str(exc))
+    if not m:
+        return "another process", ""
+    pid = m.group(1)
+    try:
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
+    except OSError:
+        cmd = ""
+    return f"process {pid}" + (f" ({cmd[:120]})" if cmd else ""), cmd

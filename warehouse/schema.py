@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -235,5 +235,29 @@ SELECT f.feed_url AS url, f.name, f.last_status, f.last_error, f.consecutive_fai
 FROM feeds f LEFT JOIN stats s USING (feed_url) LEFT JOIN gaps g USING (feed_url);
 """
 
+# v4: the store log (one row per batch stored, the spool's exactly-once key), evidence as rows, and daily
+# counts that keep undated stories (on the day they were fetched).
+_V4_STORE_LOG = """
+CREATE TABLE store_log (
+    batch_id VARCHAR PRIMARY KEY,   -- run_id for a run; 'alerts-...', 'marks-...' otherwise
+    kind VARCHAR NOT NULL,          -- 'run' | 'alerts' (queued outside a run) | 'alert_outcomes'
+    spooled_at TIMESTAMPTZ NOT NULL,
+    stored_at TIMESTAMPTZ NOT NULL,
+    records INTEGER NOT NULL        -- articles in a run; alerts or outcomes otherwise
+);
+
+CREATE VIEW tag_evidence AS
+SELECT t.article_id, t.watchlist, t.label, t.passed, t.score, t.rules_version,
+       e.term, e.concept, e."where", e."start", e."end", e.snippet, e.weight
+FROM tags t, unnest(t.evidence) AS u(e);
+
+CREATE OR REPLACE VIEW daily_counts AS
+SELECT CAST(coalesce(a.published_at, a.fetched_at) AT TIME ZONE 'UTC' AS DATE) AS day, a.feed_name AS source,
+       t.watchlist, t.label, count(*) AS articles
+FROM articles a JOIN tags t USING (article_id)
+WHERE t.passed
+GROUP BY ALL;
+"""
+
 # MIGRATIONS[n] brings a file from version n to n + 1 (0 = empty file).
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS, 2: _V3_POLLING}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS, 2: _V3_POLLING, 3: _V4_STORE_LOG}

@@ -1,0 +1,65 @@
+"""`newsmon export`: every table to Parquet (partitioned by UTC day), CSV or JSON lines, with DuckDB COPY.
+
+Articles and everything about them (tags, verdicts, alerts) are dated by the story: its publication time,
+else the time it was fetched; runs and the fetch log by their own time; feeds are exported whole.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+FORMATS = ("parquet", "csv", "jsonl")
+_STORY_TIME = "coalesce(a.published_at, a.fetched_at)"
+_BY_STORY = "SELECT x.*, {t} AS _t FROM {table} x JOIN articles a USING (article_id)"
+
+# table -> (query with a `_t` timestamp column, or None for an undated table)
+SOURCES: dict[str, str | None] = {
+    "articles": f"SELECT a.*, {_STORY_TIME} AS _t FROM articles a",
+    "tags": _BY_STORY.format(t=_STORY_TIME, table="tags"),
+    "verdicts": _BY_STORY.format(t=_STORY_TIME, table="verdicts"),
+    "alerts": _BY_STORY.format(t=_STORY_TIME, table="alerts"),
+    "entry_aliases": _BY_STORY.format(t=_STORY_TIME, table="entry_aliases"),
+    "poll_runs": "SELECT r.*, r.started_at AS _t FROM poll_runs r",
+    "fetch_log": "SELECT l.*, l.logged_at AS _t FROM fetch_log l",
+    "feeds": None,
+}
+
+
+def export_statements(out_dir: Path, fmt: str, since: datetime | None
+                      ) -> list[tuple[str, str, str, list[object]]]:
+    """(table, count SQL, COPY SQL, params) for every exported table. Pure: builds SQL only."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out: list[tuple[str, str, str, list[object]]] = []
+    for table, source in SOURCES.items():
+        if source is None:
+            query = f"SELECT * FROM {table}"
+        else:
+            where = f" WHERE _t >= {_timestamp_literal(since)}" if since else ""
+            query = (f"SELECT * EXCLUDE (_t), CAST(_t AT TIME ZONE 'UTC' AS DATE) AS day "
+                     f"FROM ({source}){where}")
+        out.append((table, f"SELECT count(*) FROM ({query})", _copy(query, out_dir, table, fmt,
+                                                                     partitioned=source is not None), []))
+    return out
+
+
+def _copy(query: str, out_dir: Path, table: str, fmt: str, *, partitioned: bool) -> str:
+    if fmt == "parquet" and partitioned:
+        target, options = out_dir / table, "FORMAT parquet, COMPRESSION zstd, PARTITION_BY (day), OVERWRITE true"
+    elif fmt == "parquet":
+        target, options = out_dir / f"{table}.parquet", "FORMAT parquet, COMPRESSION zstd"
+    elif fmt == "csv":
+        target, options = out_dir / f"{table}.csv", "FORMAT csv, HEADER true"
+    else:
+        target, options = out_dir / f"{table}.jsonl", "FORMAT json"
+    return f"COPY ({query}) TO {_string_literal(str(target))} ({options})"
+
+
+def _string_literal(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _timestamp_literal(t: datetime) -> str:
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    return f"TIMESTAMPTZ {_string_literal(t.astimezone(UTC).isoformat())}"
