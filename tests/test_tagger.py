@@ -196,7 +196,20 @@ def test_evidence_where_and_to_dict() -> None:
     e = r.evidence[0]
     assert isinstance(e, Evidence) and e.to_dict() == {
         "label": e.label, "term": e.term, "concept": e.concept, "where": e.where, "start": e.start,
-        "end": e.end, "snippet": e.snippet, "weight": e.weight}
+        "end": e.end, "snippet": e.snippet, "weight": e.weight, "text": e.text}
+
+
+def test_evidence_text_is_the_surface_form_not_the_rule_pattern() -> None:
+    title = "Азербайджаном и Россией подписано газовое соглашение"
+    r = W.tag(title, "Баку и Москва договорились о поставках газа. Азərbaycanla Rusiya arasında saziş.")
+    fields = {"title": title, "text": "Баку и Москва договорились о поставках газа. Азərbaycanla Rusiya arasında saziş."}
+    assert r.evidence
+    for e in r.evidence:
+        source = fields["title" if e.where == "title" else "text"]
+        assert e.text == source[e.start:e.end] and e.text
+        assert "*" not in e.text
+    by_term = {e.term: e.text for e in r.evidence}
+    assert by_term.get("азербайдж*") == "Азербайджаном"
 
 
 def test_result_carries_rules_version_and_serialises() -> None:
