@@ -45,7 +45,9 @@ def canonical_url(tree: HtmlElement, url: str) -> str | None:
     ):
         for href in tree.xpath(xpath):
             absolute = urljoin(url, str(href).strip())
-            if urlsplit(absolute).scheme in {"http", "https"} and urlsplit(absolute).netloc:
+            parts = urlsplit(absolute)
+            # a site root is a template default, not this article's address: it would merge every story
+            if parts.scheme in {"http", "https"} and parts.netloc and parts.path.strip("/"):
                 return absolute
     return None
 

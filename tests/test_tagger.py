@@ -201,8 +201,9 @@ def test_evidence_where_and_to_dict() -> None:
 
 def test_evidence_text_is_the_surface_form_not_the_rule_pattern() -> None:
     title = "Азербайджаном и Россией подписано газовое соглашение"
-    r = W.tag(title, "Баку и Москва договорились о поставках газа. Азərbaycanla Rusiya arasında saziş.")
-    fields = {"title": title, "text": "Баку и Москва договорились о поставках газа. Азərbaycanla Rusiya arasında saziş."}
+    text = "Баку и Москва договорились о поставках газа. Azərbaycanla Rusiya arasında saziş."
+    r = W.tag(title, text)
+    fields = {"title": title, "text": text}
     assert r.evidence
     for e in r.evidence:
         source = fields["title" if e.where == "title" else "text"]

@@ -13,7 +13,7 @@ from newsmon.records import AlertRecord, Article, FeedResult, FeedSpec, RunBatch
 from warehouse import open_warehouse
 from warehouse.duckdb_store import DuckDBWarehouse
 from warehouse.lock import run_lock
-from warehouse.schema import SCHEMA_VERSION
+from warehouse.schema import MIGRATIONS, SCHEMA_VERSION
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 FEED = FeedSpec("Example", "https://news.example/rss")
@@ -197,3 +197,51 @@ def test_a_version_1_file_is_upgraded_with_each_old_story_its_own_cluster(tmp_pa
     assert wh.query("SELECT cluster_id, articles, outlets FROM story_clusters")[1] == [(cid, 1, ["N"])]
     assert wh.query("SELECT kind, cluster_id, status, outlets FROM alert_ledger")[1] == [("story", cid, "sent", ["N"])]
     assert wh.recent_clusters(since=NOW - timedelta(days=1)) == []  # no signature: new copies never join it
+def test_a_v1_file_is_migrated_keeping_tags_and_backfilling_url_keys(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO articles (article_id, url, canonical_url, feed_url, entry_key, fetched_at) VALUES "
+                "('a1', 'https://www.News.example/x/?utm=1', 'https://www.news.example/story/#top', 'f', 'k', now())")
+    con.execute("""INSERT INTO tags VALUES ('a1', 'az_ru', 'az_ru', 5.0, true, '2025.1',
+        [{'term': 'baku', 'concept': 'azerbaijan', 'where': 'title', 'start': 0, 'end': 4, 'snippet': 'Baku',
+          'weight': 2.0}], now())""")
+    con.close()
+    wh = DuckDBWarehouse(path)
+    assert wh.query("SELECT url_key FROM articles")[1] == [("news.example/story",)]
+    ev = wh.query("SELECT evidence FROM tags")[1][0][0]
+    assert ev[0]["term"] == "baku" and ev[0]["text"] is None
+    assert wh.article_ids_by_url_key(["news.example/story", "nope"]) == {"news.example/story": "a1"}
+
+
+def test_replace_verdicts_rewrites_tags_with_surface_text_and_rules_version(tmp_path: Path) -> None:
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh.store_run(batch("r1", 2), finished_at=NOW)
+    fresh = Verdict("a1", "az_ru", "2026.2", True, 9.0, ("az_ru",), (("az_ru", 9.0),),
+                    ({"label": "az_ru", "term": "азербайдж*", "concept": "azerbaijan", "where": "title", "start": 0,
+                      "end": 13, "snippet": "Азербайджаном", "weight": 2.0, "text": "Азербайджаном"},))
+    wh.replace_verdicts([fresh], now=NOW)
+    assert wh.stored_verdicts(["a1", "a0"]) == {("a1", "az_ru"): (True, 9.0, "2026.2"),
+                                                ("a0", "az_ru"): (True, 7.5, "2026.1")}
+    tags = wh.query("SELECT label, rules_version, evidence[1].text FROM tags WHERE article_id = 'a1'")[1]
+    assert tags == [("az_ru", "2026.2", "Азербайджаном")]  # the stale energy/cooperation rows went
+
+
+def test_raw_pages_round_trip_and_aliases_count_as_known(tmp_path: Path) -> None:
+    from newsmon.records import Alias, RawPage
+
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    good = batch("r1", 2)
+    wh.store_run(RunBatch(**{**good.__dict__, "aliases": (Alias("dup", "a0", "https://m.news.example/0", "k"),)}),
+                 finished_at=NOW)
+    wh.store_raw_pages([RawPage("a0", "https://news.example/0", "text/html", "utf-8", "gzip", b"\x1f\x8b..", 300,
+                                NOW)])
+    assert wh.known_article_ids(["dup", "a1", "zzz"]) == {"dup", "a1"}
+    (raw, art), = wh.stored_raw_pages(since=None)
+    assert raw.body == b"\x1f\x8b.." and raw.codec == "gzip"
+    assert art.article_id == "a0" and art.text.startswith("text 0")
+    assert wh.stored_raw_pages(since=NOW + timedelta(days=1)) == []
+    assert [a.article_id for a in wh.stored_articles(since=None, after="a0")] == ["a1"]
