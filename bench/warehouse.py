@@ -65,7 +65,10 @@ def build(path: Path, n: int) -> float:
     DuckDBWarehouse(path)  # schema via the real migrations
     t0 = time.perf_counter()
     con = duckdb.connect(str(path))
-    con.execute(f"""INSERT INTO articles SELECT 'x' || lpad(i::VARCHAR, 9, '0'), 'https://x/' || i, NULL,
+    con.execute(f"""INSERT INTO articles (article_id, url, canonical_url, feed_url, feed_name, entry_key, title,
+        summary, text, author, site_name, language, published_at, fetched_at, word_count, extraction_status,
+        extraction_note, content_hash, run_id, cluster_id)
+        SELECT 'x' || lpad(i::VARCHAR, 9, '0'), 'https://x/' || i, NULL,
         'https://bench.example/rss', 'Bench', 'https://x/' || i, 'title ' || i, 'summary', repeat('word' ||
         (i % 997) || ' ', 200), NULL, NULL, 'en', TIMESTAMPTZ '2020-01-01' + to_seconds(i * 60),
         TIMESTAMPTZ '2020-01-01' + to_seconds(i * 60), 200, 'ok', NULL, 'h' || i, 'build', 'c' || i

@@ -9,80 +9,102 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
-from extractors.articles import extract_article, from_feed
+from extractors.articles import from_feed
 from extractors.http import Fetcher
+from extractors.rawpages import unpack
+from extractors.worker import PageOutcome, extract_page, warm_up
 from newsmon.config import HttpSettings
 from newsmon.errors import ExtractionError, FetchError
-from newsmon.records import Article, Entry, ExtractedText
+from newsmon.records import Article, Entry, ExtractedText, RawPage
 
 POOL_MIN_PAGES = 8  # below this a process pool costs more than it saves
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """One batch of pages: articles (entry order), pages that fell back (feed_url, url, error), raw pages."""
+
+    articles: list[Article]
+    errors: list[tuple[str, str, str]]
+    raw_pages: list[RawPage]
+
+
 def fetch_articles(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings, *,
-                   now: datetime, workers: int | None = None, on_page: Callable[[], None] | None = None,
-                   ) -> tuple[list[Article], list[tuple[str, str, str]]]:
-    """Articles for `entries` (same order), plus (feed_url, url, error) for every page that fell back.
+                   now: datetime, workers: int | None = None, keep_raw: bool = False,
+                   on_page: Callable[[], None] | None = None) -> Fetched:
+    """Fetch and extract the pages of `entries`; with keep_raw, also their compressed bodies.
 
     `on_page` is called once per finished page (progress display).
     """
-    return asyncio.run(_fetch_all(entries, feed_names, settings, now, workers or os.cpu_count() or 1,
+    return asyncio.run(_fetch_all(entries, feed_names, settings, now, workers or default_workers(), keep_raw,
                                   on_page or (lambda: None)))
 
 
 @contextmanager
 def extraction_pool(pages: int, workers: int) -> Iterator[Executor]:
+    """A process pool sized to the cores (the language model loaded once per worker), or one thread for few pages."""
     if pages < POOL_MIN_PAGES or workers < 2:
-        with ThreadPoolExecutor(max_workers=1) as ex:
+        with ThreadPoolExecutor(max_workers=1, initializer=warm_up) as ex:
             yield ex
         return
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["extractors.articles"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+    ctx.set_forkserver_preload(["extractors.worker"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm_up) as ex:
         yield ex
 
 
 async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings,
-                     now: datetime, workers: int, on_page: Callable[[], None],
-                     ) -> tuple[list[Article], list[tuple[str, str, str]]]:
+                     now: datetime, workers: int, keep_raw: bool, on_page: Callable[[], None]) -> Fetched:
     in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * workers)
 
-    async def one(fetcher: Fetcher, pool: Executor, entry: Entry) -> tuple[ExtractedText, str | None]:
-        result = await _one(fetcher, pool, in_flight, entry, settings)
+    async def one(fetcher: Fetcher, pool: Executor,
+                  entry: Entry) -> tuple[ExtractedText, str | None, RawPage | None]:
+        result = await _one(fetcher, pool, in_flight, entry, settings, keep_raw, now)
         on_page()
         return result
 
     with extraction_pool(len(entries), workers) as pool:
         async with Fetcher(settings) as fetcher:
             done = await asyncio.gather(*(one(fetcher, pool, e) for e in entries))
-    articles, errors = [], []
-    for entry, (ext, err) in zip(entries, done, strict=True):
-        articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), now))
+    out = Fetched([], [], [])
+    for entry, (ext, err, raw) in zip(entries, done, strict=True):
+        out.articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), now))
         if err:
-            errors.append((entry.feed_url, entry.link, err))
-    return articles, errors
+            out.errors.append((entry.feed_url, entry.link, err))
+        if raw is not None:
+            out.raw_pages.append(raw)
+    return out
 
 
 async def _one(fetcher: Fetcher, pool: Executor, in_flight: asyncio.Semaphore, entry: Entry,
-               settings: HttpSettings) -> tuple[ExtractedText, str | None]:
+               settings: HttpSettings, keep_raw: bool,
+               now: datetime) -> tuple[ExtractedText, str | None, RawPage | None]:
     if not entry.link:
-        return from_feed(entry, "the entry has no link"), None
-    async with in_flight:
+        return from_feed(entry, "the entry has no link"), None, None
+    async with in_flight:  # a page's bytes live only inside this block
         try:
             resp = await fetcher.get(entry.link, max_bytes=settings.max_page_bytes)
         except FetchError as exc:
-            return from_feed(entry, str(exc)), str(exc)
-        job = partial(extract_article, resp.body, resp.final_url, content_type=resp.content_type,
-                      http_encoding=resp.charset, feed_date=entry.published_at)
+            return from_feed(entry, str(exc)), str(exc), None
+        job = partial(extract_page, resp.body, resp.final_url, resp.content_type, resp.charset,
+                      entry.published_at, keep_raw)
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, job), None
-        except ExtractionError as exc:
-            return from_feed(entry, str(exc)), str(exc)
+            outcome: PageOutcome = await asyncio.get_running_loop().run_in_executor(pool, job)
         except Exception as exc:  # a crashed worker or an extractor bug must not sink the run
             msg = f"{entry.link}: extraction crashed ({type(exc).__name__}: {exc}); kept the feed summary"
-            return from_feed(entry, msg), msg
+            return from_feed(entry, msg), msg, None
+    raw = None
+    if outcome.packed is not None:
+        codec, data = outcome.packed
+        raw = RawPage(entry.article_id, resp.final_url, resp.content_type, resp.charset, codec, data,
+                      len(resp.body), now)
+    if outcome.extracted is None:
+        return from_feed(entry, outcome.error or "no text"), outcome.error, raw
+    return outcome.extracted, None, raw
 
 
 def build_article(entry: Entry, ext: ExtractedText, feed_name: str, now: datetime) -> Article:
@@ -95,3 +117,39 @@ def build_article(entry: Entry, ext: ExtractedText, feed_name: str, now: datetim
         language=ext.language or entry.language, published_at=entry.published_at or ext.published_at,
         word_count=len(text.split()), extraction_status=ext.status, extraction_note=ext.note,
         content_hash=Article.hash_content(title, text), updated_at=entry.updated_at, guid=entry.guid)
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def reextract(pages: Sequence[tuple[RawPage, Article]], pool: Executor) -> list[Article | str]:
+    """Each stored article re-extracted from its kept page (same order); a string says why one could not be."""
+    jobs: list[str | partial[PageOutcome]] = []
+    for raw, art in pages:
+        try:
+            body = unpack(raw.codec, raw.body, url=raw.url)
+        except ExtractionError as exc:
+            jobs.append(str(exc))
+            continue
+        jobs.append(partial(extract_page, body, raw.url, raw.content_type, raw.charset, art.published_at, False))
+    futures = [job if isinstance(job, str) else pool.submit(job) for job in jobs]
+    outcomes: list[PageOutcome | str] = []
+    for future in futures:
+        try:
+            outcomes.append(future if isinstance(future, str) else future.result())
+        except Exception as exc:  # a crashed worker or an extractor bug: this page stays as stored
+            outcomes.append(f"extraction crashed ({type(exc).__name__}: {exc})")
+    return [o if isinstance(o, str) else updated_article(art, o) for o, (_, art) in zip(outcomes, pages, strict=True)]
+
+
+def updated_article(art: Article, outcome: PageOutcome) -> Article | str:
+    """The stored article with re-extracted text and metadata; feed-given title and date stay."""
+    ext = outcome.extracted
+    if ext is None:
+        return outcome.error or "no text"
+    return replace(art, text=ext.text, canonical_url=ext.canonical_url, author=ext.author or art.author,
+                   site_name=ext.site_name, language=ext.language or art.language,
+                   published_at=art.published_at or ext.published_at, word_count=len(ext.text.split()),
+                   extraction_status=ext.status, extraction_note=ext.note,
+                   content_hash=Article.hash_content(art.title, ext.text))

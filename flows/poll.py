@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from extractors.dedup import drop_duplicates, lookup_keys, point_at_kept
 from extractors.identity import Resolution, all_aliases, resolve_entries
 from extractors.schedule import split_due
 from flows import progress
@@ -18,7 +19,7 @@ from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, sig
 from newsmon.alerts.policy import plan_alerts
 from newsmon.config import Settings, load_settings
 from newsmon.errors import WarehouseLocked
-from newsmon.records import FeedResult, RunBatch
+from newsmon.records import Alias, Article, Entry, FeedResult, RunBatch
 from warehouse import Warehouse, open_warehouse
 from warehouse.lock import run_lock
 
@@ -66,14 +67,7 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     results = poll_task(due, states, settings.http, started)
     timings["poll"], clock = time.monotonic() - clock, time.monotonic()
     found = identify(results, wh, started)
-    entries = found.new
-    names = {f.url: f.name for f in settings.feeds}
-    articles, page_errors = [], []
-    tick = progress.counter("pages", len(entries))
-    for i in range(0, len(entries), EXTRACT_BATCH):
-        arts, errs = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started, tick)
-        articles += arts
-        page_errors += errs
+    articles, page_errors, dupes = extract_new(found.new, settings, wh, started)
     timings["extract"], clock = time.monotonic() - clock, time.monotonic()
     verdicts = tag_task(articles, settings.tagging.rules)
     articles, clusters = cluster_task(wh, articles, settings.alerts, started)
@@ -84,7 +78,8 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
                      feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
                      alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
-                     aliases=tuple(found.aliases), edits=tuple(found.edits))
+                     aliases=tuple(point_at_kept(found.aliases, dupes)), edits=tuple(found.edits),
+                     url_aliases=tuple(dupes))
     stored = store_task(wh, batch, datetime.now(UTC))
     timings["store"], clock = time.monotonic() - clock, time.monotonic()
     signals_task(wh, settings.alerts, datetime.now(UTC))
@@ -97,6 +92,34 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
 def identify(results: Sequence[FeedResult], wh: Warehouse, now: datetime) -> Resolution:
     """New stories (each once, however many feeds or GUIDs carry it), edits of stored ones, aliases to keep."""
     return resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
+
+
+def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse,
+                started: datetime) -> tuple[list[Article], list[tuple[str, str, str]], list[Alias]]:
+    """Fetch and extract in batches; drop pages whose canonical URL is a stored (or earlier) article.
+
+    Raw pages, when kept, are written per batch (their bytes never pile up over a run); a page whose
+    article turns out to be a duplicate is not kept.
+    """
+    names = {f.url: f.name for f in settings.feeds}
+    articles: list[Article] = []
+    page_errors: list[tuple[str, str, str]] = []
+    aliases: list[Alias] = []
+    known: dict[str, str] = {}
+    tick = progress.counter("pages", len(entries))
+    for i in range(0, len(entries), EXTRACT_BATCH):
+        got = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started,
+                           settings.extraction.keep_raw_pages, tick)
+        keys = lookup_keys(got.articles) - known.keys()
+        known.update(wh.article_ids_by_url_key(keys))
+        kept, dupes = drop_duplicates(got.articles, known)
+        articles += kept
+        aliases += dupes
+        page_errors += got.errors
+        kept_ids = {a.article_id for a in kept}
+        if got.raw_pages:
+            wh.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
+    return articles, page_errors, aliases
 
 
 def summarize(batch: RunBatch, sent: int, alert_errors: list[str], timings: dict[str, float],

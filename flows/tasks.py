@@ -10,13 +10,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from extractors import pages, poller
-from flows import progress
+from flows import jobs, progress
 from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.deliver import DeliveryReport, deliver_pending, queue_signals
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
-from newsmon.tagging import TagResult, load_watchlists
+from newsmon.tagging import load_watchlists
 from warehouse import StoreReport, Warehouse
 
 
@@ -32,23 +32,15 @@ def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: 
 
 @task(name="fetch-extract", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: HttpSettings,
-                 now: datetime, tick: Callable[[], None] | None = None,
-                 ) -> tuple[list[Article], list[tuple[str, str, str]]]:
-    """Fetch and extract one batch of new entries' pages."""
-    return pages.fetch_articles(entries, feed_names, http, now=now, on_page=tick)
+                 now: datetime, keep_raw: bool = False, tick: Callable[[], None] | None = None) -> pages.Fetched:
+    """Fetch and extract one batch of new entries' pages (and pack their bodies when raw pages are kept)."""
+    return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick)
 
 
 @task(name="tag", cache_policy=NO_CACHE)
 def tag_task(articles: Sequence[Article], rules: Sequence[Path]) -> list[Verdict]:
     """Tag every article with every watchlist."""
-    watchlists = load_watchlists(list(rules))
-    return [to_verdict(a.article_id, wl.tag(a.title, a.text)) for a in articles for wl in watchlists]
-
-
-def to_verdict(article_id: str, r: TagResult) -> Verdict:
-    return Verdict(article_id=article_id, watchlist=r.watchlist, rules_version=r.rules_version, match=r.match,
-                   score=r.score, tags=tuple(r.tags), scores=tuple(r.scores),
-                   evidence=tuple(e.to_dict() for e in r.evidence))
+    return jobs.tag_articles(articles, load_watchlists(list(rules)))
 
 
 @task(name="store", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)

@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "gone); or manage the feed list: add URL, import FILE.opml, export (OPML to stdout).", cmd_feeds)
     feeds.add_argument("action", nargs="?", choices=["add", "import", "export"], help="omit to show feed health")
     feeds.add_argument("target", nargs="?", help="add: a feed or site URL; import: an OPML file")
+    retag = cmd("retag", "Re-tag stored articles with the current rules, without fetching anything.", cmd_retag)
+    retag.add_argument("--since", type=since_date, metavar="DATE",
+                       help="only stories published (else fetched) on or after DATE (YYYY-MM-DD or ISO time)")
+    retag.add_argument("--dry-run", action="store_true",
+                       help="write nothing; list the stories that would start or stop matching")
+    reext = cmd("reextract", "Re-run extraction over the raw pages kept with [extraction] keep_raw_pages, "
+                "update changed articles and re-tag them.", cmd_reextract)
+    reext.add_argument("--since", type=since_date, metavar="DATE",
+                       help="only stories published (else fetched) on or after DATE (YYYY-MM-DD or ISO time)")
     init = cmd("init", "Write a commented default configuration file.", cmd_init, config=False)
     init.add_argument("path", nargs="?", default="newsmon.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -327,6 +336,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = build_report(load_settings(args.config), since, Path(args.out))
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)")
     return EXIT_OK
+
+
+def since_date(text: str) -> datetime:
+    """--since: a date (midnight UTC) or an ISO date-time (UTC when it has no offset)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD or 2025-06-01T12:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _maintenance(args: argparse.Namespace, job: Any, *, write: bool) -> int:
+    """Open the warehouse (holding the run lock when writing), run `job(warehouse, watchlists)`, print it."""
+    from newsmon.tagging import load_watchlists
+    from warehouse import open_warehouse
+    from warehouse.lock import run_lock
+
+    settings = load_settings(resolve_config_path(args.config))
+    watchlists = load_watchlists(list(settings.tagging.rules))
+    wh_path = settings.warehouse.path
+    if not wh_path.exists():
+        raise StorageError(f"{wh_path}: no warehouse here yet; run `newsmon run` first")
+    if not write:
+        report = job(open_warehouse(wh_path, lock_timeout_s=settings.warehouse.lock_timeout_s), watchlists)
+    else:
+        with run_lock(wh_path, wait_s=settings.warehouse.lock_timeout_s):
+            report = job(open_warehouse(wh_path, lock_timeout_s=settings.warehouse.lock_timeout_s), watchlists)
+    from newsmon.console import print_job_report
+
+    print_job_report(report)
+    return EXIT_OK
+
+
+def cmd_retag(args: argparse.Namespace) -> int:
+    from flows.jobs import retag
+
+    now = datetime.now(UTC)
+    return _maintenance(args, lambda wh, wls: retag(wh, wls, since=args.since, dry_run=args.dry_run, now=now),
+                        write=not args.dry_run)
+
+
+def cmd_reextract(args: argparse.Namespace) -> int:
+    from flows.jobs import reextract
+
+    now = datetime.now(UTC)
+    return _maintenance(args, lambda wh, wls: reextract(wh, wls, since=args.since, now=now), write=True)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -100,6 +100,11 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ExtractionSettings:
+    keep_raw_pages: bool = False  # compressed pages in the raw_pages table, for `newsmon reextract`
+
+
+@dataclass(frozen=True)
 class TaggingSettings:
     rules: tuple[Path, ...] = ()
 
@@ -113,6 +118,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     tagging: TaggingSettings = field(default_factory=TaggingSettings)
+    extraction: ExtractionSettings = field(default_factory=ExtractionSettings)
 
     @property
     def name(self) -> str:
@@ -153,7 +159,8 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> Settings:
     """Validate a parsed TOML document (pure: the environment is passed in)."""
     v = _Validator(source)
-    v.only_keys(data, "", {"warehouse", "http", "feeds", "schedule", "alerts", "tagging"})
+    v.only_keys(data, "", {"warehouse", "http", "feeds", "schedule", "alerts", "tagging",
+                           "extraction"})
     base = source.parent
     wh = v.table(data, "warehouse")
     v.only_keys(wh, "warehouse", {"path", "lock_timeout_s"})
@@ -168,8 +175,11 @@ def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> S
     tag = v.table(data, "tagging")
     v.only_keys(tag, "tagging", {"rules"})
     rules = tuple(_resolve(base, p) for p in v.str_list(tag, "tagging", "rules"))
+    ext = v.table(data, "extraction")
+    v.only_keys(ext, "extraction", {"keep_raw_pages"})
+    extraction = ExtractionSettings(keep_raw_pages=v.get(ext, "extraction", "keep_raw_pages", bool, False))
     return Settings(source=source, warehouse=warehouse, http=http, feeds=_parse_feeds(v, data),
-                    schedule=schedule, alerts=alerts, tagging=TaggingSettings(rules))
+                    schedule=schedule, alerts=alerts, tagging=TaggingSettings(rules), extraction=extraction)
 
 
 def _parse_schedule(v: _Validator, sched: dict[str, Any]) -> ScheduleSettings:

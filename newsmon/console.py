@@ -74,3 +74,20 @@ def live_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | N
                 ids[stage] = bar.add_task(labels.get(stage, stage), total=total)
             bar.update(ids[stage], completed=done, total=total)
         yield report
+def print_job_report(report: Any, console: Console | None = None) -> None:
+    """A `newsmon retag` / `reextract` report (flows.jobs.JobReport): counts, then every story that flips."""
+    console = console or Console()
+    versions = ", ".join(f"{name} {version}" for name, version in report.rules_versions.items())
+    done = "would re-tag (dry run, nothing written)" if report.dry_run else f"re-tagged {report.retagged}"
+    text = f", text changed in {report.changed_text}" if report.changed_text else ""
+    console.print(f"examined {report.examined} articles{text}; {done}; rules {versions}", highlight=False,
+                  soft_wrap=True)
+    verb = ("would start", "would stop") if report.dry_run else ("starts", "stops")
+    for f in report.flips:
+        old = "untagged" if f.old_score is None else f"{f.old_score:.2f}"
+        console.print(f"  {verb[0] if f.starts else verb[1]} matching [{f.watchlist}] score {old} -> "
+                      f"{f.new_score:.2f}  {f.title}\n      {f.url}", markup=False, highlight=False, soft_wrap=True)
+    if not report.flips:
+        console.print("  no story starts or stops matching", highlight=False)
+    for url, why in report.failed:
+        console.print(f"  failed {url}: {why}", markup=False, highlight=False, soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,6 +12,18 @@ def stable_id(*parts: str) -> str:
     """A short, stable hex id for a tuple of strings (article ids, alert keys)."""
     h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
     return h.hexdigest()[:24]
+
+
+_SCHEME_WWW = re.compile(r"^[a-z][a-z0-9+.-]*://(?:www\.)?")
+
+
+def url_key(url: str) -> str:
+    """A URL reduced for dedup: lower case, no scheme, no leading www., no fragment, no trailing slash.
+
+    warehouse/schema.py backfills stored articles with the same rule written in SQL; keep them in step.
+    """
+    key = _SCHEME_WWW.sub("", url.strip().lower(), count=1)
+    return key.split("#", 1)[0].rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,30 @@ class Page:
 
 
 @dataclass(frozen=True)
+class RawPage:
+    """A fetched page kept compressed for re-extraction (only with [extraction] keep_raw_pages = true)."""
+
+    article_id: str
+    url: str  # the final URL after redirects, which extraction resolves relative links against
+    content_type: str | None
+    charset: str | None
+    codec: str  # 'zstd' | 'gzip'
+    body: bytes
+    raw_bytes: int
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A feed entry whose page turned out to be an article already stored (same canonical URL)."""
+
+    alias_id: str  # the article_id the entry would have had
+    article_id: str  # the stored (or earlier in this run) article it duplicates
+    url: str
+    url_key: str
+
+
+@dataclass(frozen=True)
 class ExtractedText:
     """What extraction made of a page: text and metadata, with how it went."""
 
@@ -162,6 +199,11 @@ class Article:
     cluster_id: str | None = None  # the story cluster (near-duplicate copies across outlets) it belongs to
     updated_at: datetime | None = None
     guid: str | None = None
+
+    @property
+    def url_key(self) -> str:
+        """The dedup key: two URLs of one story share it when one page declares the other canonical."""
+        return url_key(self.canonical_url or self.url)
 
     @staticmethod
     def hash_content(title: str, text: str) -> str:
@@ -253,3 +295,4 @@ class RunBatch:
     clusters: tuple[ClusterRecord, ...] = ()  # clusters created or joined by this run's articles
     aliases: tuple[tuple[str, str], ...] = ()  # (alias, article_id): identities to remember
     edits: tuple[EntryEdit, ...] = ()
+    url_aliases: tuple[Alias, ...] = ()  # entries not stored because their canonical URL was

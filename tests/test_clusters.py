@@ -46,7 +46,7 @@ def test_syndicated_copies_form_one_cluster_named_after_the_earliest() -> None:
 def test_distinct_stories_on_the_same_topic_stay_apart() -> None:
     arts = [art(d["id"], d["title"], d["text"]) for d in DEVSET]
     out, clusters = assign_clusters(arts, [], threshold=0.45, now=NOW)
-    assert len({a.cluster_id for a in out}) == len(arts) == len(clusters) == 104
+    assert len({a.cluster_id for a in out}) == len(arts) == len(clusters) >= 104
     # the closest pair of different dev-set stories is far below the threshold
     assert max(similarity(a, b) for a, b in combinations(arts[:30], 2)) < 0.2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html import escape
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from newsmon.alerts.render import md
-from newsmon.config import load_settings
+from newsmon.config import Settings, load_settings
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.demo.server import SiteServer, demo_site_root
 from tests.conftest import RouteServer, write_config
@@ -230,3 +231,49 @@ def test_an_analyst_holding_the_file_delays_a_run_but_loses_and_doubles_nothing(
     assert again["alerts_sent"] == 0 and len(rx.received) == held["alerts_queued"]
     assert rows(cfg, "SELECT count(*), count(DISTINCT article_id) FROM articles")[0] == (held["new_articles"],) * 2
     assert rows(cfg, "SELECT count(*) FROM poll_runs")[0][0] == 3
+
+
+STORY = """<!DOCTYPE html><html lang="en"><head><title>{title}</title>
+<link rel="canonical" href="{canonical}"></head><body><article><h1>{title}</h1>
+<p>Azerbaijan's state oil company SOCAR and Russia's Gazprom signed a contract in Baku on Tuesday for the supply
+of up to two billion cubic metres of Russian gas to Azerbaijan next winter, the companies said.</p>
+<p>The agreement was signed by SOCAR president Rovshan Najaf and Gazprom chief executive Alexei Miller after talks
+on expanding energy cooperation between Moscow and Baku, including a swap of gas deliveries to Iran.</p>
+</article></body></html>"""
+
+
+def test_two_urls_with_one_canonical_store_one_article_and_alert_once(tmp_path: Path, routes: RouteServer) -> None:
+    canonical = routes.base_url + "/news/socar-gazprom"
+    title = "SOCAR and Gazprom sign winter gas supply contract"
+    page = STORY.format(title=title, canonical=canonical).encode()
+    routes.add("/news/socar-gazprom", body=page, content_type="text/html; charset=utf-8")
+    routes.add("/amp/socar-gazprom", body=page, content_type="text/html; charset=utf-8")
+    # titles differ (as an AMP copy's often does), so only the pages' canonical URL says it is one story
+    items = "".join(f"<item><title>{title}{suffix}</title><link>{routes.base_url}{path}</link><guid>{path}</guid>"
+                    "<pubDate>Tue, 03 Mar 2026 10:00:00 GMT</pubDate></item>"
+                    for path, suffix in (("/amp/socar-gazprom", " (AMP)"), ("/news/socar-gazprom", "")))
+    routes.add("/rss", body=f"<rss version='2.0'><channel><title>T</title>{items}</channel></rss>".encode())
+    with WebhookReceiver() as rx:
+        cfg = write_config(tmp_path, [("t", routes.base_url + "/rss")], [rx.apprise_url()],
+                           extra="[extraction]\nkeep_raw_pages = true\n")
+        settings = load_settings(cfg)
+        from flows.poll import run_pipeline
+
+        first = run_pipeline(replace_window(settings))
+        routes.hits.clear()
+        second = run_pipeline(replace_window(settings))
+        received = len(rx.received)
+    assert first["new_articles"] == 1 and len(first["matches"]) == 1 and first["alerts_queued"] == 1
+    assert received == 1 and second["new_articles"] == 0
+    assert [h for h in routes.hits if "socar-gazprom" in h] == []  # the alias is remembered, not refetched
+    assert rows(cfg, "SELECT count(*), min(url_key) FROM articles") == [(1, canonical.split("://")[1])]
+    assert rows(cfg, "SELECT count(*) FROM article_aliases") == [(1,)]
+    raw = rows(cfg, "SELECT codec, raw_bytes, octet_length(body) < raw_bytes FROM raw_pages")
+    assert raw == [("zstd", len(page), True)]
+    evidence = rows(cfg, "SELECT list(DISTINCT e.text) FROM tags, unnest(evidence) AS u(e)")[0][0]
+    assert "SOCAR" in evidence and not any("*" in t for t in evidence)
+
+
+def replace_window(settings: Settings) -> Settings:
+    """The fixed 2026 story date stays inside the alert window whenever the test runs."""
+    return replace(settings, alerts=replace(settings.alerts, window_hours=24 * 365 * 10))

@@ -68,11 +68,11 @@ def run_once(wh: DuckDBWarehouse, feeds: Sequence[FeedSpec], now: datetime,
     due, waiting = split_due(feeds, states, now)
     results = poll_feeds(due, states, settings, now=now, rand=lambda: 0.0)
     found = resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
-    articles, errors = fetch_articles(found.new, {f.url: f.name for f in feeds}, settings, now=now, workers=1)
-    wh.store_run(RunBatch(f"run-{now:%H%M%S}", "test", now, tuple(results), tuple(articles), (), (),
-                          page_errors=tuple(errors), aliases=tuple(found.aliases), edits=tuple(found.edits)),
+    got = fetch_articles(found.new, {f.url: f.name for f in feeds}, settings, now=now, workers=1)
+    wh.store_run(RunBatch(f"run-{now:%H%M%S}", "test", now, tuple(results), tuple(got.articles), (), (),
+                          page_errors=tuple(got.errors), aliases=tuple(found.aliases), edits=tuple(found.edits)),
                  finished_at=now)
-    return results, waiting, len(articles)
+    return results, waiting, len(got.articles)
 
 
 @pytest.fixture

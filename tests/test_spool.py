@@ -8,7 +8,18 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsmon.records import Article, ClusterRecord, Entry, EntryEdit, FeedResult, FeedSpec, RunBatch, Verdict
+from newsmon.records import (
+    Alias,
+    Article,
+    ClusterRecord,
+    Entry,
+    EntryEdit,
+    FeedResult,
+    FeedSpec,
+    RawPage,
+    RunBatch,
+    Verdict,
+)
 from warehouse import spool
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -30,11 +41,12 @@ def test_a_run_survives_the_spool_round_trip(title: str, body: str, published: d
     art = Article("a1", FEED.url, FEED.name, "k", "https://news.example/1", title, summary, body, NOW,
                   published_at=published, word_count=3, updated_at=published, guid="1", cluster_id="c1")
     verdict = Verdict("a1", "az_ru", "2026.1", True, score, tuple(tags), (("az_ru", score),),
-                      ({"label": "az_ru", "term": title, "start": 0, "end": 4, "weight": 1.5},))
+                      ({"label": "az_ru", "term": title, "start": 0, "end": 4, "weight": 1.5, "text": body},))
     cluster = ClusterRecord("c1", "a1", title, NOW, NOW, signature=(1, 2, 3))
     batch = RunBatch("r1", "cfg", NOW, (result,), (art,), (verdict,), (), (("f", "u", "err"),), (cluster,),
                      aliases=(("guid:1", "a1"), ("https://news.example/1", "a1")),
-                     edits=(EntryEdit("a0", title, summary, NOW),))
+                     edits=(EntryEdit("a0", title, summary, NOW),),
+                     url_aliases=(Alias("a2", "a1", "https://m.news.example/1", "news.example/1"),))
     assert spool.decode_run(spool.encode_run(batch, NOW)) == (batch, NOW)
 
 
@@ -56,3 +68,9 @@ def test_entries_are_atomic_ordered_and_temp_files_are_ignored(tmp_path: Path) -
     assert not leftover.exists()
     spool.remove([first, second])
     assert spool.pending(d) == []
+
+
+@given(body=st.binary(max_size=64), charset=st.one_of(st.none(), text))
+def test_kept_raw_pages_survive_the_spool_round_trip(body: bytes, charset: str | None) -> None:
+    page = RawPage("a1", "https://news.example/1", "text/html", charset, "zstd", body, 3 * len(body), NOW)
+    assert [spool.from_json(RawPage, p) for p in spool.to_json([page])] == [page]

@@ -319,6 +319,31 @@ def test_alerts_queued_while_the_file_is_held_wait_in_the_spool(tmp_path: Path) 
     assert after.query("SELECT kind, records FROM store_log ORDER BY spooled_at")[1] == [("alerts", 1), ("alerts", 1)]
 
 
+def test_kept_pages_and_rewrites_while_the_file_is_held_wait_in_the_spool(tmp_path: Path) -> None:
+    from newsmon.records import RawPage
+
+    path = tmp_path / "w.duckdb"
+    DuckDBWarehouse(path).store_run(batch("r1", 2), finished_at=NOW)
+    fresh = Verdict("a1", "az_ru", "2026.2", True, 9.0, ("az_ru",), (("az_ru", 9.0),),
+                    ({"label": "az_ru", "term": "baku*", "text": "Bakuvian", "start": 0, "end": 8},))
+    with held(path, "rw"):
+        wh = DuckDBWarehouse(path, lock_timeout_s=0.2)
+        assert not wh.store_raw_pages([RawPage("a0", "https://news.example/0", None, None, "gzip", b"\x00\xff",
+                                               2, NOW)]).stored
+        assert not wh.update_articles([article(0, text="new text", canonical_url="https://news.example/c0")]).stored
+        assert not wh.replace_verdicts([fresh], now=NOW).stored
+        assert wh.pending_spool() == 3
+    after = DuckDBWarehouse(path)
+    assert after.pending_spool() == 0
+    assert after.query("SELECT body, codec FROM raw_pages")[1] == [(b"\x00\xff", "gzip")]
+    assert after.query("SELECT text, url_key FROM articles WHERE article_id = 'a0'")[1] == [
+        ("new text", "news.example/c0")]
+    assert after.query("SELECT label, term, text FROM tag_evidence WHERE article_id = 'a1'")[1] == [
+        ("az_ru", "baku*", "Bakuvian")]
+    assert [r[0] for r in after.query("SELECT kind FROM store_log ORDER BY spooled_at")[1]] == [
+        "run", "raw_pages", "article_updates", "verdicts"]
+
+
 STATE_QUERIES = (
     "SELECT count(*), count(DISTINCT article_id) FROM articles",
     "SELECT run_id FROM poll_runs ORDER BY 1",
@@ -381,3 +406,53 @@ def test_a_version_1_file_is_upgraded_with_each_old_story_its_own_cluster(tmp_pa
     assert wh.query("SELECT cluster_id, articles, outlets FROM story_clusters")[1] == [(cid, 1, ["N"])]
     assert wh.query("SELECT kind, cluster_id, status, outlets FROM alert_ledger")[1] == [("story", cid, "sent", ["N"])]
     assert wh.recent_clusters(since=NOW - timedelta(days=1)) == []  # no signature: new copies never join it
+
+
+def test_a_v1_file_is_migrated_keeping_tags_and_backfilling_url_keys(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO articles (article_id, url, canonical_url, feed_url, entry_key, fetched_at) VALUES "
+                "('a1', 'https://www.News.example/x/?utm=1', 'https://www.news.example/story/#top', 'f', 'k', now())")
+    con.execute("""INSERT INTO tags VALUES ('a1', 'az_ru', 'az_ru', 5.0, true, '2025.1',
+        [{'term': 'baku', 'concept': 'azerbaijan', 'where': 'title', 'start': 0, 'end': 4, 'snippet': 'Baku',
+          'weight': 2.0}], now())""")
+    con.close()
+    wh = DuckDBWarehouse(path)
+    assert wh.query("SELECT url_key FROM articles")[1] == [("news.example/story",)]
+    ev = wh.query("SELECT evidence FROM tags")[1][0][0]
+    assert ev[0]["term"] == "baku" and ev[0]["text"] is None
+    assert wh.article_ids_by_url_key(["news.example/story", "nope"]) == {"news.example/story": "a1"}
+
+
+def test_replace_verdicts_rewrites_tags_with_surface_text_and_rules_version(tmp_path: Path) -> None:
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh.store_run(batch("r1", 2), finished_at=NOW)
+    fresh = Verdict("a1", "az_ru", "2026.2", True, 9.0, ("az_ru",), (("az_ru", 9.0),),
+                    ({"label": "az_ru", "term": "азербайдж*", "concept": "azerbaijan", "where": "title", "start": 0,
+                      "end": 13, "snippet": "Азербайджаном", "weight": 2.0, "text": "Азербайджаном"},))
+    wh.replace_verdicts([fresh], now=NOW)
+    assert wh.stored_verdicts(["a1", "a0"]) == {("a1", "az_ru"): (True, 9.0, "2026.2"),
+                                                ("a0", "az_ru"): (True, 7.5, "2026.1")}
+    tags = wh.query("SELECT label, rules_version, evidence[1].text FROM tags WHERE article_id = 'a1'")[1]
+    assert tags == [("az_ru", "2026.2", "Азербайджаном")]  # the stale energy/cooperation rows went
+
+
+def test_raw_pages_round_trip_and_aliases_count_as_known(tmp_path: Path) -> None:
+    from newsmon.records import Alias, RawPage
+
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    good = batch("r1", 2)
+    wh.store_run(RunBatch(**{**good.__dict__, "url_aliases": (Alias("dup", "a0", "https://m.news.example/0", "k"),)}),
+                 finished_at=NOW)
+    wh.store_raw_pages([RawPage("a0", "https://news.example/0", "text/html", "utf-8", "gzip", b"\x1f\x8b..", 300,
+                                NOW)])
+    assert wh.known_article_ids(["dup", "a1", "zzz"]) == {"dup", "a1"}
+    (raw, art), = wh.stored_raw_pages(since=None)
+    assert raw.body == b"\x1f\x8b.." and raw.codec == "gzip"
+    assert art.article_id == "a0" and art.text.startswith("text 0")
+    assert wh.stored_raw_pages(since=NOW + timedelta(days=1)) == []
+    assert [a.article_id for a in wh.stored_articles(since=None, after="a0")] == ["a1"]

@@ -31,6 +31,7 @@ from newsmon.records import AlertRecord, ClusterRecord, FeedState, FeedStatus, R
 from warehouse import StoreReport, rows, spool
 from warehouse.export import export_statements
 from warehouse.lock import lock_message
+from warehouse.maintenance import MaintenanceMixin
 from warehouse.queries import PENDING_ALERTS, STORY_MATCHES
 from warehouse.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -49,7 +50,7 @@ class _Rejected(Exception):
 _Written = tuple[spool.SpoolEntry, tuple[RunBatch, datetime] | None]  # a batch this process just spooled
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(MaintenanceMixin):
     def __init__(self, path: Path, *, lock_timeout_s: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
@@ -163,7 +164,7 @@ class DuckDBWarehouse:
             entry = written[0] if written else spool.read_entry(path)
             if _already_stored(con, entry):
                 return 0
-            records = _apply(con, entry, written[1] if written else None)
+            records = rows.apply(con, entry, written[1] if written else None)
             con.execute("INSERT INTO store_log VALUES (?, ?, ?, ?, ?)",
                         [entry.batch_id, entry.kind, entry.spooled_at, datetime.now(UTC), records])
         except (duckdb.Error, ValueError, KeyError, TypeError) as exc:
@@ -216,13 +217,10 @@ class DuckDBWarehouse:
         """From runs waiting in the spool: wanted alias -> article id, and their stories by id."""
         aliases: dict[str, str] = {}
         stories: dict[str, StoredEntry] = {}
-        for p in spool.pending(self.spool):
-            entry = spool.read_entry(p)
-            if entry.kind == "run":
-                batch = entry.payload["batch"]
-                aliases |= {alias: aid for alias, aid in batch.get("aliases", ()) if alias in wanted}
-                stories |= {a["article_id"]: StoredEntry(a["article_id"], a["feed_url"], a["title"] or "",
-                                                         a["summary"] or "") for a in batch["articles"]}
+        for batch in self._spooled_runs():
+            aliases |= {alias: aid for alias, aid in batch.get("aliases", ()) if alias in wanted}
+            stories |= {a["article_id"]: StoredEntry(a["article_id"], a["feed_url"], a["title"] or "",
+                                                     a["summary"] or "") for a in batch["articles"]}
         return aliases, stories
 
     def known_article_ids(self, ids: Iterable[str]) -> set[str]:
@@ -233,7 +231,8 @@ class DuckDBWarehouse:
         known = self._spooled_article_ids(set(wanted))
         try:
             with self._connect(read_only=True) as con:
-                rows = con.execute("SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?))",
+                rows = con.execute("SELECT article_id FROM articles WHERE article_id IN (SELECT unnest($1)) UNION "
+                                   "SELECT alias_id FROM article_aliases WHERE alias_id IN (SELECT unnest($1))",
                                    [wanted]).fetchall()
         except WarehouseLocked as exc:
             self._note_locked(exc)
@@ -242,11 +241,17 @@ class DuckDBWarehouse:
 
     def _spooled_article_ids(self, wanted: set[str]) -> set[str]:
         found: set[str] = set()
+        for batch in self._spooled_runs():
+            found |= {a["article_id"] for a in batch["articles"]} & wanted
+            found |= {a["alias_id"] for a in batch.get("url_aliases", ())} & wanted
+        return found
+
+    def _spooled_runs(self) -> Iterator[dict[str, Any]]:
+        """The JSON of each run waiting in the spool, oldest first."""
         for p in spool.pending(self.spool):
             entry = spool.read_entry(p)
             if entry.kind == "run":
-                found |= {a["article_id"] for a in entry.payload["batch"]["articles"]} & wanted
-        return found
+                yield entry.payload["batch"]
 
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
         """Alerts still to send (not yet given up on, and past their retry backoff when `now` is given),
@@ -363,26 +368,6 @@ class DuckDBWarehouse:
         payload = {"now": now.isoformat(), "max_attempts": max_attempts, "retry_s": retry_s,
                    "delivery_key": delivery_key, "outcomes": [list(o) for o in outcomes]}
         return self._submit("alert_outcomes", f"marks-{spool.new_id()}", payload)
-
-
-def _apply(con: duckdb.DuckDBPyConnection, entry: spool.SpoolEntry, in_memory: tuple[RunBatch, datetime] | None
-           ) -> int:
-    """Write one spooled batch; return its record count for store_log."""
-    p = entry.payload
-    if entry.kind == "run":
-        batch, finished_at = in_memory or spool.decode_run(p)
-        rows.write_run(con, batch, finished_at)
-        return len(batch.articles)
-    if entry.kind == "alerts":
-        alerts = [spool.from_json(AlertRecord, a) for a in p["alerts"]]
-        rows.write_alerts(con, alerts, datetime.fromisoformat(p["now"]))
-        return len(alerts)
-    if entry.kind == "alert_outcomes":
-        rows.write_outcomes(con, [tuple(o) for o in p["outcomes"]], now=datetime.fromisoformat(p["now"]),
-                            max_attempts=int(p["max_attempts"]), retry_s=float(p.get("retry_s", 0.0)),
-                            delivery_key=p.get("delivery_key"))
-        return len(p["outcomes"])
-    raise ValueError(f"unknown spooled batch kind {entry.kind!r}")
 
 
 def _already_stored(con: duckdb.DuckDBPyConnection, entry: spool.SpoolEntry) -> bool:

@@ -20,6 +20,7 @@ SOURCES: dict[str, str | None] = {
     "verdicts": _BY_STORY.format(t=_STORY_TIME, table="verdicts"),
     "alerts": _BY_STORY.format(t=_STORY_TIME, table="alerts"),
     "entry_aliases": _BY_STORY.format(t=_STORY_TIME, table="entry_aliases"),
+    "article_aliases": _BY_STORY.format(t=_STORY_TIME, table="article_aliases"),
     "poll_runs": "SELECT r.*, r.started_at AS _t FROM poll_runs r",
     "fetch_log": "SELECT l.*, l.logged_at AS _t FROM fetch_log l",
     "feeds": None,

@@ -5,7 +5,7 @@
 PENDING_ALERTS = """
 SELECT al.alert_id, al.article_id, al.watchlist, al.channel, al.status, al.attempts,
        a.title, a.url, a.feed_name, a.published_at, v.score, v.tags,
-       (SELECT list(DISTINCT e.term) FROM tags t, unnest(t.evidence) AS u(e)
+       (SELECT list(DISTINCT coalesce(e.text, e.term)) FROM tags t, unnest(t.evidence) AS u(e)
         WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist),
        al.channel_name, al.kind, al.cluster_id, al.subject, al.body,
        (SELECT list(o.feed_name ORDER BY o.first_at) FROM
@@ -26,7 +26,7 @@ WITH best AS (
     FROM verdicts v JOIN articles a USING (article_id) JOIN clusters c USING (cluster_id)
     WHERE v.match AND c.first_published_at BETWEEN ? AND ?)
 SELECT b.article_id, b.watchlist, b.title, b.url, b.feed_name, b.published_at, b.score, b.tags,
-       (SELECT list(DISTINCT e.term) FROM tags t, unnest(t.evidence) AS u(e)
+       (SELECT list(DISTINCT coalesce(e.text, e.term)) FROM tags t, unnest(t.evidence) AS u(e)
         WHERE t.article_id = b.article_id AND t.watchlist = b.watchlist),
        b.cluster_id,
        (SELECT list(o.feed_name ORDER BY o.first_at) FROM

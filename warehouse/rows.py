@@ -1,4 +1,5 @@
-"""What a batch writes: row builders and the statements of one run or one set of alert outcomes.
+"""What a batch writes: row builders and the statements of each kind of spooled batch (a run, alerts,
+alert outcomes, kept raw pages, re-extracted articles, re-tagged verdicts).
 
 Called inside the store's merge transaction (warehouse/duckdb_store.py); no connection handling here.
 """
@@ -17,31 +18,60 @@ from newsmon.records import (
     ClusterRecord,
     EntryEdit,
     FeedResult,
+    RawPage,
     RunBatch,
     Verdict,
     stable_id,
 )
+from warehouse import spool
 
 ARTICLE_COLUMNS = ("article_id", "url", "canonical_url", "feed_url", "feed_name", "entry_key", "title", "summary",
                    "text", "author", "site_name", "language", "published_at", "fetched_at", "word_count",
                    "extraction_status", "extraction_note", "content_hash", "run_id", "cluster_id",
-                   "first_seen_at", "updated_at", "guid", "edits")
+                   "first_seen_at", "updated_at", "guid", "edits", "url_key")
 FEED_COLUMNS = ("feed_url", "name", "etag", "last_modified", "body_hash", "last_status", "last_error",
                 "consecutive_failures", "last_polled_at", "last_success_at", "next_poll_at", "entries_seen",
                 "effective_url")
+EVIDENCE_KEYS = ("term", "concept", "where", "start", "end", "snippet", "weight", "text")
 ALERT_COLUMNS = ("alert_id", "article_id", "watchlist", "channel", "channel_name", "status", "attempts",
                  "created_at", "kind", "cluster_id", "subject", "body")
 
 
+def apply(con: duckdb.DuckDBPyConnection, entry: spool.SpoolEntry, in_memory: tuple[RunBatch, datetime] | None
+          ) -> int:
+    """Write one spooled batch (`in_memory`: the run this process just spooled); return its record count."""
+    p = entry.payload
+    if entry.kind == "run":
+        batch, finished_at = in_memory or spool.decode_run(p)
+        write_run(con, batch, finished_at)
+        return len(batch.articles)
+    if entry.kind == "alert_outcomes":
+        write_outcomes(con, [tuple(o) for o in p["outcomes"]], now=datetime.fromisoformat(p["now"]),
+                       max_attempts=int(p["max_attempts"]), retry_s=float(p.get("retry_s", 0.0)),
+                       delivery_key=p.get("delivery_key"))
+        return len(p["outcomes"])
+    kinds = {"alerts": (AlertRecord, "alerts", write_alerts), "raw_pages": (RawPage, "pages", write_raw_pages),
+             "article_updates": (Article, "articles", write_article_updates),
+             "verdicts": (Verdict, "verdicts", write_verdicts)}
+    if entry.kind not in kinds:
+        raise ValueError(f"unknown spooled batch kind {entry.kind!r}")
+    record, key, write = kinds[entry.kind]
+    items = [spool.from_json(record, x) for x in p[key]]
+    write(con, items, datetime.fromisoformat(p["now"]))
+    return len(items)
+
+
 def write_run(con: duckdb.DuckDBPyConnection, batch: RunBatch, finished_at: datetime) -> None:
-    """A whole run: feeds, log, articles (with their aliases and in-place edits), tags, verdicts, clusters,
-    pending alerts, the run row."""
+    """A whole run: feeds, log, articles (with their entry aliases, in-place edits and canonical-URL
+    duplicates), tags, verdicts, clusters, pending alerts, the run row."""
     _upsert_feeds(con, batch.feed_results)
     _insert(con, "fetch_log", _fetch_log_rows(batch), "")
     _insert(con, "articles", [_article_row(a, batch.run_id) for a in batch.articles],
             "ON CONFLICT DO NOTHING", ARTICLE_COLUMNS)
     _insert(con, "entry_aliases", list(batch.aliases), "ON CONFLICT DO NOTHING")
     _apply_edits(con, batch.edits)
+    _insert(con, "article_aliases", [(a.alias_id, a.article_id, a.url, a.url_key, finished_at)
+                                     for a in batch.url_aliases], "ON CONFLICT DO NOTHING")
     _insert(con, "tags", [r for v in batch.verdicts for r in _tag_rows(v, finished_at)],
             "ON CONFLICT DO NOTHING")
     _insert(con, "verdicts", [_verdict_row(v, finished_at) for v in batch.verdicts],
@@ -54,6 +84,38 @@ def write_run(con: duckdb.DuckDBPyConnection, batch: RunBatch, finished_at: date
 
 def write_alerts(con: duckdb.DuckDBPyConnection, alerts: Sequence[AlertRecord], now: datetime) -> None:
     _insert(con, "alerts", [_alert_row(a, now) for a in alerts], "ON CONFLICT DO NOTHING", ALERT_COLUMNS)
+
+
+def write_raw_pages(con: duckdb.DuckDBPyConnection, pages: Sequence[RawPage], _now: datetime) -> None:
+    """Kept compressed pages (a page fetched again replaces the older copy)."""
+    _insert(con, "raw_pages", [(p.article_id, p.url, p.content_type, p.charset, p.codec, p.body, p.raw_bytes,
+                                p.fetched_at) for p in pages],
+            "ON CONFLICT (article_id) DO UPDATE SET url = excluded.url, content_type = excluded.content_type, "
+            "charset = excluded.charset, codec = excluded.codec, body = excluded.body, "
+            "raw_bytes = excluded.raw_bytes, fetched_at = excluded.fetched_at")
+
+
+def write_article_updates(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], _now: datetime) -> None:
+    """Replace the extracted text and metadata of stored articles (after re-extraction)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE upd AS SELECT * FROM articles LIMIT 0")
+    _insert(con, "upd", [_article_row(a, "") for a in articles], "", ARTICLE_COLUMNS)
+    con.execute("""
+        UPDATE articles SET text = u.text, canonical_url = u.canonical_url, author = u.author,
+            site_name = u.site_name, language = u.language, word_count = u.word_count,
+            extraction_status = u.extraction_status, extraction_note = u.extraction_note,
+            content_hash = u.content_hash, url_key = u.url_key
+        FROM upd u WHERE u.article_id = articles.article_id""")
+
+
+def write_verdicts(con: duckdb.DuckDBPyConnection, verdicts: Sequence[Verdict], now: datetime) -> None:
+    """Fresh verdicts and tags (after re-tagging), replacing those of the same article and watchlist."""
+    con.execute("CREATE OR REPLACE TEMP TABLE redo (article_id VARCHAR, watchlist VARCHAR)")
+    _insert(con, "redo", [(v.article_id, v.watchlist) for v in verdicts], "")
+    for table in ("tags", "verdicts"):
+        con.execute(f"DELETE FROM {table} t USING redo r WHERE t.article_id = r.article_id "
+                    "AND t.watchlist = r.watchlist")
+    _insert(con, "tags", [r for v in verdicts for r in _tag_rows(v, now)], "")
+    _insert(con, "verdicts", [_verdict_row(v, now) for v in verdicts], "")
 
 
 def write_outcomes(con: duckdb.DuckDBPyConnection, outcomes: Sequence[tuple[Any, ...]], *, now: datetime,
@@ -145,13 +207,13 @@ def _article_row(a: Article, run_id: str) -> tuple[Any, ...]:
     return (a.article_id, a.url, a.canonical_url, a.feed_url, a.feed_name, a.entry_key, a.title, a.summary,
             a.text, a.author, a.site_name, a.language, a.published_at, a.fetched_at, a.word_count,
             a.extraction_status, a.extraction_note, a.content_hash, run_id,
-            a.cluster_id or stable_id("cluster", a.article_id), a.fetched_at, a.updated_at, a.guid, 0)
+            a.cluster_id or stable_id("cluster", a.article_id), a.fetched_at, a.updated_at, a.guid, 0, a.url_key)
 
 
 def _tag_rows(v: Verdict, at: datetime) -> list[tuple[Any, ...]]:
     rows = []
     for label, score in v.scores:
-        ev = [{k: e.get(k) for k in ("term", "concept", "where", "start", "end", "snippet", "weight")}
+        ev = [{k: e.get(k) for k in EVIDENCE_KEYS}
               for e in v.evidence if e.get("label") == label]
         rows.append((v.article_id, v.watchlist, label, score, label in v.tags, v.rules_version, ev, at))
     return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -259,5 +259,45 @@ WHERE t.passed
 GROUP BY ALL;
 """
 
+# v5: evidence quotes the matched words as published (`text`, beside the rule pattern `term`); articles get
+# `url_key` (dedup by canonical URL; the SQL below is newsmon.records.url_key written in SQL); entries that
+# turned out to duplicate a stored article are remembered in `article_aliases`; `raw_pages` keeps
+# compressed pages for `newsmon reextract` when [extraction] keep_raw_pages is on; tag_evidence shows `text`.
+_V5_RAW_PAGES = """
+ALTER TABLE tags ALTER evidence TYPE
+    STRUCT(term VARCHAR, concept VARCHAR, "where" VARCHAR, "start" INTEGER, "end" INTEGER, snippet VARCHAR,
+           weight DOUBLE, text VARCHAR)[]
+    USING list_transform(evidence, lambda e: struct_insert(e, text := NULL::VARCHAR));
+
+ALTER TABLE articles ADD COLUMN url_key VARCHAR;
+UPDATE articles SET url_key = rtrim(split_part(
+    regexp_replace(lower(trim(coalesce(canonical_url, url))), '^[a-z][a-z0-9+.-]*://(www\\.)?', ''), '#', 1), '/');
+
+CREATE TABLE article_aliases (
+    alias_id VARCHAR PRIMARY KEY,     -- the article_id the duplicate entry would have had
+    article_id VARCHAR NOT NULL,      -- the stored article it duplicates
+    url VARCHAR NOT NULL,
+    url_key VARCHAR NOT NULL,
+    seen_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE raw_pages (
+    article_id VARCHAR PRIMARY KEY,
+    url VARCHAR NOT NULL,             -- final URL after redirects
+    content_type VARCHAR,
+    charset VARCHAR,
+    codec VARCHAR NOT NULL,           -- 'zstd' | 'gzip'
+    body BLOB NOT NULL,
+    raw_bytes INTEGER NOT NULL,
+    fetched_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE OR REPLACE VIEW tag_evidence AS
+SELECT t.article_id, t.watchlist, t.label, t.passed, t.score, t.rules_version,
+       e.term, e.text, e.concept, e."where", e."start", e."end", e.snippet, e.weight
+FROM tags t, unnest(t.evidence) AS u(e);
+"""
+
 # MIGRATIONS[n] brings a file from version n to n + 1 (0 = empty file).
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS, 2: _V3_POLLING, 3: _V4_STORE_LOG}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_CLUSTERS, 2: _V3_POLLING, 3: _V4_STORE_LOG,
+                              4: _V5_RAW_PAGES}

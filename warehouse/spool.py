@@ -10,6 +10,7 @@ The codec turns our frozen dataclasses into JSON and back, driven by their type 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import json
@@ -34,7 +35,8 @@ STALE_TEMP_S = 3600.0  # a temp file this old was left by a killed writer
 
 @dataclass(frozen=True)
 class SpoolEntry:
-    """One pending batch: `kind` is 'run' (a RunBatch) or 'alert_outcomes' (delivery results)."""
+    """One pending batch: `kind` is 'run' (a RunBatch), 'alerts', 'alert_outcomes' (delivery results),
+    'raw_pages', 'article_updates' (re-extracted articles) or 'verdicts' (re-tagged)."""
 
     path: Path
     kind: str
@@ -122,9 +124,11 @@ def decode_run(payload: dict[str, Any]) -> tuple[RunBatch, datetime]:
 
 
 def to_json(value: Any) -> Any:
-    """A frozen dataclass (nested records, tuples, datetimes, paths) as plain JSON values."""
+    """A frozen dataclass (nested records, tuples, datetimes, paths, bytes as base64) as plain JSON values."""
     if value is None or isinstance(value, (str, int, float)):
         return value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
     if isinstance(value, datetime):
@@ -165,6 +169,8 @@ def from_json(tp: Any, value: Any) -> Any:
         return datetime.fromisoformat(value)
     if tp is Path:
         return Path(value)
+    if tp is bytes:
+        return base64.b64decode(value)
     return value
 
 

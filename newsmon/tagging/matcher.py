@@ -89,24 +89,29 @@ class Matcher:
                         table.setdefault(key, []).append(entry)
         self._automaton = ahocorasick.Automaton()
         for key, entries in table.items():
-            self._automaton.add_word(key, (len(key), tuple(
-                (e.kind, e.weight, e.term, e.concepts, e.pattern) for e in entries)))
+            # One flat row per (entry, concept), so the hot loop in `find` has no inner loop over concepts.
+            rows = tuple((e.kind, e.weight, e.term, c, e.pattern) for e in entries for c in e.concepts)
+            self._automaton.add_word(key, (len(key), rows))
         self._automaton.make_automaton()
 
     def find(self, text: str) -> list[Hit]:
         """Every hit in folded `text`, at most one per concept and start offset (the longest); unordered."""
         best: dict[int, Hit] = {}
+        get = best.get
         n = len(text)
-        for last, (size, entries) in self._automaton.iter(text):
+        for last, (size, rows) in self._automaton.iter(text):
             start = last - size + 1
-            if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
-                continue
+            if start:
+                before = text[start - 1]
+                if before.isalnum() or before == "_":
+                    continue
             stop = last + 1
-            whole_ok = stop >= n or not (text[stop].isalnum() or text[stop] == "_")
-            for kind, weight, term, concepts, pattern in entries:
+            for kind, weight, term, concept, pattern in rows:
                 if kind == WHOLE:
-                    if not whole_ok:
-                        continue
+                    if stop < n:
+                        after = text[stop]
+                        if after.isalnum() or after == "_":
+                            continue
                     end = stop
                 elif kind == STEM:
                     end = stop  # extended to the word end only when quoted: see word_end
@@ -115,11 +120,10 @@ class Matcher:
                     if m is None:
                         continue
                     end = m.end()
-                for concept in concepts:
-                    slot = start * _MAX_CONCEPTS + concept
-                    old = best.get(slot)
-                    if old is None or end > old.end:
-                        best[slot] = _new_hit((concept, weight, term, start, end))
+                slot = start * _MAX_CONCEPTS + concept
+                old = get(slot)
+                if old is None or end > old[4]:
+                    best[slot] = _new_hit((concept, weight, term, start, end))
         return list(best.values())
 
 

@@ -1,0 +1,142 @@
+"""Re-tag and re-extract over a real DuckDB file (plain functions, no Prefect), dedup and raw-page packing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from extractors.dedup import drop_duplicates
+from extractors.pages import extraction_pool
+from extractors.rawpages import pack, unpack
+from flows.jobs import reextract, retag
+from newsmon.errors import ExtractionError
+from newsmon.records import Article, RawPage, RunBatch, Verdict, url_key
+from newsmon.tagging import load_watchlists
+from warehouse.duckdb_store import DuckDBWarehouse
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = Path(__file__).parent / "data" / "pages"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+POSITIVE = ("SOCAR and Gazprom sign gas supply contract",
+            "SOCAR and Gazprom Export signed a contract for the supply of Russian gas to Azerbaijan this winter.")
+NEGATIVE = ("Baku jazz festival announces programme", "The Baku Jazz Festival will open on Friday with a concert.")
+
+
+def art(i: int, title: str, text: str, **kw: object) -> Article:
+    return Article(article_id=f"a{i}", feed_url="https://f.example/rss", feed_name="F", entry_key=f"k{i}",
+                   url=f"https://news.example/{i}", title=title, summary="", text=text, fetched_at=NOW,
+                   published_at=NOW - timedelta(days=i), content_hash=Article.hash_content(title, text),
+                   **kw)  # type: ignore[arg-type]
+
+
+def stale(article_id: str, match: bool, score: float) -> Verdict:
+    return Verdict(article_id, "az_ru", "2000.1", match, score, (), (("az_ru", 0.0),), ())
+
+
+def warehouse_with(tmp_path: Path, articles: list[Article], verdicts: list[Verdict]) -> DuckDBWarehouse:
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh.store_run(RunBatch("r1", "t", NOW, (), tuple(articles), tuple(verdicts), ()), finished_at=NOW)
+    return wh
+
+
+def test_retag_dry_run_lists_flips_and_writes_nothing_then_the_real_run_writes(tmp_path: Path) -> None:
+    wh = warehouse_with(tmp_path, [art(0, *POSITIVE), art(1, *NEGATIVE)],
+                        [stale("a0", False, 0.2), stale("a1", True, 1.4)])
+    watchlists = load_watchlists()
+    dry = retag(wh, watchlists, since=None, dry_run=True, now=NOW)
+    assert dry.examined == 2 and dry.retagged == 0
+    assert {(f.article_id, f.old_match, f.new_match, f.old_score) for f in dry.flips} == {
+        ("a0", False, True, 0.2), ("a1", True, False, 1.4)}
+    assert wh.stored_verdicts(["a0", "a1"])[("a0", "az_ru")] == (False, 0.2, "2000.1")  # untouched
+
+    done = retag(wh, watchlists, since=None, dry_run=False, now=NOW)
+    assert done.retagged == 2 and len(done.flips) == 2
+    stored = wh.stored_verdicts(["a0", "a1"])
+    assert stored[("a0", "az_ru")][0] is True and stored[("a0", "az_ru")][2] == watchlists[0].version
+    surface = wh.query("SELECT DISTINCT e.text FROM tags, unnest(evidence) AS u(e) WHERE article_id = 'a0'")[1]
+    assert ("Gazprom",) in surface and all("*" not in t for (t,) in surface)
+    assert retag(wh, watchlists, since=None, dry_run=True, now=NOW).flips == []
+
+
+def test_retag_since_only_touches_recent_stories(tmp_path: Path) -> None:
+    wh = warehouse_with(tmp_path, [art(0, *POSITIVE), art(5, *POSITIVE)], [])
+    report = retag(wh, load_watchlists(), since=NOW - timedelta(days=2), dry_run=False, now=NOW)
+    assert report.examined == 1 and [f.article_id for f in report.flips] == ["a0"]
+    assert set(wh.stored_verdicts(["a0", "a5"])) == {("a0", "az_ru")}
+
+
+def test_reextract_updates_text_from_the_kept_page_and_retags_it(tmp_path: Path) -> None:
+    page = (PAGES / "sidebar_unrelated.html").read_bytes()
+    # stored text as an older extractor left it: the sidebar's energy headlines leaked in, and it matched
+    leaked = art(0, "Baku hosts a carpet exhibition", "SOCAR and Gazprom sign gas deal\\nRussia, Azerbaijan energy")
+    wh = warehouse_with(tmp_path, [leaked, art(1, *NEGATIVE)], [stale("a0", True, 2.0)])
+    codec, data = pack(page)
+    wh.store_raw_pages([RawPage("a0", "https://news.example/0", "text/html", None, codec, data, len(page), NOW),
+                        RawPage("a1", "https://news.example/1", "text/html", None, "gzip", b"broken", 6, NOW)])
+    report = reextract(wh, load_watchlists(), since=None, now=NOW, workers=1)
+    assert report.examined == 2 and report.changed_text == 1 and len(report.failed) == 1
+    assert "corrupt" in report.failed[0][1]
+    text, status = wh.query("SELECT text, extraction_status FROM articles WHERE article_id = 'a0'")[1][0]
+    assert "Gazprom" not in text and status in {"ok", "recall"}
+    assert [(f.article_id, f.new_match) for f in report.flips] == [("a0", False)]
+
+
+def test_pack_round_trips_and_broken_bytes_name_the_page() -> None:
+    body = b"<html><body>" + "Азербайджан и Россия. ".encode() * 500 + b"</body></html>"
+    codec, data = pack(body)
+    assert codec in {"zstd", "gzip"} and len(data) < len(body) / 5
+    assert unpack(codec, data) == body
+    with pytest.raises(ExtractionError, match="https://x.example/p"):
+        unpack("zstd", b"not zstd", url="https://x.example/p")
+    with pytest.raises(ExtractionError, match="unknown codec"):
+        unpack("brotli", data)
+
+
+def test_two_urls_one_canonical_make_one_article() -> None:
+    first = art(0, "T", "x", canonical_url="https://www.news.example/story/")
+    tracking = replace(art(1, "T", "x"), url="https://news.example/story?utm_source=rss",
+                       canonical_url="https://news.example/story")
+    clean = replace(art(2, "T", "x"), url="http://news.example/story#comments")
+    other = art(3, "U", "y")
+    known: dict[str, str] = {}
+    kept, aliases = drop_duplicates([first, tracking], known)
+    kept2, aliases2 = drop_duplicates([clean, other], known)  # a later batch of the same run
+    assert [a.article_id for a in kept + kept2] == ["a0", "a3"]
+    assert [(a.alias_id, a.article_id) for a in aliases + aliases2] == [("a1", "a0"), ("a2", "a0")]
+    stored, _ = drop_duplicates([tracking], {url_key("https://news.example/story"): "old"})
+    assert stored == []
+
+
+def _model_loaded() -> tuple[int, int]:
+    from extractors.language import _identifier
+
+    return os.getpid(), _identifier.cache_info().currsize
+
+
+def test_the_pool_initializer_loads_the_language_model_once_per_worker() -> None:
+    with extraction_pool(100, 2) as pool:
+        assert isinstance(pool, ProcessPoolExecutor)
+        seen = dict(pool.submit(_model_loaded).result() for _ in range(6))
+    assert seen and all(size == 1 for size in seen.values())
+
+
+def test_cli_retag_dry_run_prints_the_stories_that_would_flip(tmp_path: Path) -> None:
+    warehouse_with(tmp_path, [art(0, *POSITIVE)], [stale("a0", False, 0.2)])
+    cfg = tmp_path / "newsmon.toml"
+    cfg.write_text('[warehouse]\npath = "w.duckdb"\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "newsmon.cli", "retag", "--dry-run", "--since", "2026-01-01",
+                          "--config", str(cfg)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "would start matching [az_ru] score 0.20 ->" in out.stdout and POSITIVE[0] in out.stdout
+    assert "nothing written" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "newsmon.cli", "retag", "--since", "yesterday", "--config",
+                          str(cfg)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "not a date" in bad.stderr
