@@ -1,18 +1,33 @@
-"""`newsmon serve`: the three flows on their schedules with Prefect's serve (no server or work pool needed)."""
+"""`newsmon serve`: the three flows on their schedules with Prefect's serve (no work pool needed).
+
+Prefect's temporary in-process API runs no scheduler service, so deployments served against it are
+registered but never run. Without PREFECT_API_URL, `newsmon serve` therefore starts a local
+`prefect server start` on 127.0.0.1 for as long as it serves, and stops it on exit.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from prefect import serve as prefect_serve
 from prefect.schedules import Cron, Interval
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.digest import daily_digest
 from flows.maintenance import maintenance
 from flows.poll import poll_feeds
 from newsmon.config import Settings
+from newsmon.errors import NewsmonError
 
 
 def deployments(settings: Settings) -> list[Any]:
@@ -35,7 +50,57 @@ def deployments(settings: Settings) -> list[Any]:
 def serve(settings: Settings) -> None:
     """Serve all three until Ctrl-C / SIGTERM; a run in progress is cancelled by Prefect and its work is
     safe: nothing of a run is stored until its single transaction commits."""
-    api = PREFECT_API_URL.value()
-    where = f"the Prefect UI at {api.removesuffix('/api')}" if api else "no Prefect server (ephemeral mode)"
-    print(f"newsmon serve: {settings.source} — poll, digest and maintenance schedules; {where}. Ctrl-C stops.")
-    prefect_serve(*deployments(settings), print_starting_message=False)
+    with prefect_api() as (api, own):
+        how = "started for this serve" if own else "from PREFECT_API_URL"
+        print(f"newsmon serve: {settings.source}: poll, digest and maintenance schedules; Prefect UI at "
+              f"{api.removesuffix('/api')} ({how}). Ctrl-C stops.", flush=True)
+        prefect_serve(*deployments(settings), print_starting_message=False)
+
+
+@contextmanager
+def prefect_api(startup_s: float = 120.0) -> Iterator[tuple[str, bool]]:
+    """(API URL, whether we started it): the configured server, else a local one run for the duration."""
+    configured = PREFECT_API_URL.value()
+    if configured:
+        yield configured, False
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        _wait_healthy(api, server, startup_s)
+        os.environ["PREFECT_API_URL"] = api  # flow-run processes started by serve inherit it
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield api, True
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        _stop(server)
+
+
+def _wait_healthy(api: str, server: subprocess.Popen[bytes], startup_s: float) -> None:
+    deadline = time.monotonic() + startup_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise NewsmonError(f"the local Prefect server exited ({server.returncode}); run `prefect server "
+                               "start` yourself to see why, and set PREFECT_API_URL")
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise NewsmonError(f"the local Prefect server did not answer within {startup_s:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+            return
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue

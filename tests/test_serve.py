@@ -62,3 +62,39 @@ def test_serve_registers_three_schedules_and_stops_on_sigterm(prefect_server: di
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
     assert "newsmon serve" in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_without_a_server_starts_one_and_its_schedule_really_runs(tmp_path: Path) -> None:
+    """Prefect's temporary API has no scheduler: serve must bring its own server, or nothing ever runs."""
+    from newsmon.config import load_settings
+    from newsmon.demo.server import SiteServer, demo_site_root
+    from warehouse import open_warehouse
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PYTHONPATH": str(ROOT)}
+    with SiteServer(demo_site_root()) as site:
+        cfg = write_config(tmp_path, [("en", site.url("/feeds/en.xml"))], extra="[schedule]\ninterval_minutes = 0.2\n")
+        log = open(tmp_path / "serve.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "newsmon.cli", "serve", "--config", str(cfg)], env=env,
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wh_path, stored = load_settings(cfg).warehouse.path, 0
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and not stored:
+                time.sleep(3)
+                if wh_path.exists():
+                    try:
+                        stored = open_warehouse(wh_path, read_only=True, lock_timeout_s=1).query(
+                            "SELECT count(*) FROM articles")[1][0][0]
+                    except Exception:  # the run may hold the file this instant
+                        continue
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            log.close()
+    out = (tmp_path / "serve.log").read_text()
+    assert stored == 8, out[-3000:]
+    assert "started for this serve" in out
