@@ -11,6 +11,8 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
+from itertools import zip_longest
+from urllib.parse import urlsplit
 
 from extractors.articles import extract_article, from_feed
 from extractors.http import Fetcher
@@ -56,13 +58,24 @@ async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], se
 
     with extraction_pool(len(entries), workers) as pool:
         async with Fetcher(settings) as fetcher:
-            done = await asyncio.gather(*(one(fetcher, pool, e) for e in entries))
+            order = host_round_robin(entries)
+            started = await asyncio.gather(*(one(fetcher, pool, entries[i]) for i in order))
+    done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
     articles, errors = [], []
     for entry, (ext, err) in zip(entries, done, strict=True):
         articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), now))
         if err:
             errors.append((entry.feed_url, entry.link, err))
     return articles, errors
+
+
+def host_round_robin(entries: Sequence[Entry]) -> list[int]:
+    """Entry indexes taking one host at a time in turn. Entries come feed by feed, so in list order the
+    first bounded slots would all wait on one or two hosts' per-host limit while other hosts sit idle."""
+    by_host: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        by_host.setdefault(urlsplit(e.link).hostname or "", []).append(i)
+    return [i for turn in zip_longest(*by_host.values()) for i in turn if i is not None]
 
 
 async def _one(fetcher: Fetcher, pool: Executor, in_flight: asyncio.Semaphore, entry: Entry,
