@@ -116,14 +116,20 @@ class Site:
         self.published += 1
         n = self.published
         item = Item(f"{POSITIVE_TITLE} (story {n})", f"/s/{feed}/story-{n}.html", when)
-        self.pages[item.path] = positive_page(self.base(feed), when)
+        self.pages[item.path] = positive_page(self.base(feed), when, n)
         self.feeds[feed].insert(0, item)
         self._feed_bodies.pop(feed, None)
         return item
 
 
-def positive_page(base_url: str, now: datetime) -> bytes:
+def positive_page(base_url: str, now: datetime, n: int) -> bytes:
+    """The demo's positive story plus a long paragraph of its own, so that story n is a new story and not a
+    near-copy of story n-1 (newsmon clusters near-duplicates and alerts once per cluster)."""
     text = (demo_site_root() / POSITIVE_PAGE).read_text(encoding="utf-8")
+    own = " ".join(f"Under annex {n}.{k} the ministries listed project {n * 100 + k} with {(n * 37 + k * 11) % 900} "
+                   f"megawatts, site {chr(65 + k % 26)}{n}, review {n}-{k * 3}." for k in range(60))
+    end = "after the meeting.</p>"  # the last paragraph of the story body
+    text = text.replace(end, f"{end}\n<p>{own}</p>", 1)
     return render_template(text, base_url=base_url, now=now).encode("utf-8")
 
 
