@@ -1,8 +1,8 @@
 """Freshness: `newsmon serve` polls every feed every minute while new stories appear on the site; how long from
 a story's appearance to its alert at the receiver, and how much CPU the serve process tree burns between runs.
 
-Scheduled runs execute in a spawned child of the serve process (Prefect's DirectSubprocessStarter), so "between
-runs" means: samples where no such child is alive.
+Scheduled runs execute in a child of the serve process (a multiprocessing spawn child, or `python -m
+prefect.engine`), so "between runs" means: samples where no such child is alive.
 
 Prefect's temporary (ephemeral) API server runs no scheduler service, so `newsmon serve` with no PREFECT_API_URL
 registers its deployment and then never starts a run. The bench therefore serves against a local
@@ -30,7 +30,8 @@ from bench.cycle import ROOT, bench_env
 from bench.procs import TreeMonitor
 from newsmon.demo.receiver import WebhookReceiver
 
-RUN_MARK = "spawn_main"  # the command line of multiprocessing's spawned child: one scheduled flow run
+# a scheduled flow run: a multiprocessing spawn child (flow served from memory) or `python -m prefect.engine`
+RUN_MARK = "spawn_main|prefect.engine"
 
 
 class ArrivalClock:

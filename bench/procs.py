@@ -57,7 +57,7 @@ class Sample:
     cpu_s: float
     pss_mb: float
     rss_max_mb: float
-    marked: bool  # a process whose command line contains `mark` was alive
+    marked: bool  # a process whose command line contains one of the `|`-separated `mark`s was alive
 
 
 @dataclass
@@ -90,7 +90,8 @@ class TreeMonitor:
         pids = descendants(self.pid)
         pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids) / 1024
         rss = max((_kb(f"/proc/{p}/status", "VmRSS:") for p in pids), default=0) / 1024
-        marked = bool(self.mark) and any(self.mark in cmdline(p) for p in pids[1:])
+        marks = [m for m in self.mark.split("|") if m]
+        marked = any(m in cmdline(p) for p in pids[1:] for m in marks)
         if pss:
             self.samples.append(Sample(time.time(), tree_cpu_seconds(self.pid), pss, rss, marked))
 
