@@ -56,6 +56,7 @@ def test_two_runs_store_once_match_and_alert_once(tmp_path: Path) -> None:
     assert articles[0] == articles[1] == first["new_articles"] >= 12
     assert any(POSITIVE in u for u in matches)
     assert not any(neg in u for u in matches for neg in HARD_NEGATIVES)
+    assert set(first["cpu_seconds"]) == set(first["seconds"]) and sum(first["cpu_seconds"].values()) > 0
     assert alerts_after_first == first["alerts_sent"] == len([m for m in first["matches"]]) >= 1
     assert any(POSITIVE in p["message"] for p in rx.received)
     # the second run: nothing new, nothing sent, no page fetched again; en.xml's <ttl>15</ttl> and the broken

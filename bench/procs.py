@@ -1,0 +1,102 @@
+"""Watch a process tree from outside (Linux /proc): memory (PSS, RSS) and CPU, sampled in a thread.
+
+PSS (proportional set size) is the fair sum for a tree of forked workers: shared pages are split between
+the processes that share them instead of being counted once per process as RSS sums do.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.usage import tree_cpu_seconds
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every live process under it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(raw[raw.rindex(")") + 2:].split()[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _kb(path: str, key: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class Sample:
+    t: float
+    cpu_s: float
+    pss_mb: float
+    rss_max_mb: float
+    marked: bool  # a process whose command line contains one of the `|`-separated `mark`s was alive
+
+
+@dataclass
+class TreeMonitor:
+    """Sample `pid`'s tree every `every` seconds until stop(); peak memory and CPU over any window."""
+
+    pid: int
+    every: float = 0.25
+    mark: str = ""
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> TreeMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every)
+
+    def sample(self) -> None:
+        pids = descendants(self.pid)
+        pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids) / 1024
+        rss = max((_kb(f"/proc/{p}/status", "VmRSS:") for p in pids), default=0) / 1024
+        marks = [m for m in self.mark.split("|") if m]
+        marked = any(m in cmdline(p) for p in pids[1:] for m in marks)
+        if pss:
+            self.samples.append(Sample(time.time(), tree_cpu_seconds(self.pid), pss, rss, marked))
+
+    def peak_pss_mb(self, since: float = 0.0) -> float:
+        return max((s.pss_mb for s in self.samples if s.t >= since), default=0.0)
+
+    def peak_rss_mb(self, since: float = 0.0) -> float:
+        return max((s.rss_max_mb for s in self.samples if s.t >= since), default=0.0)

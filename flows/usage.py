@@ -1,0 +1,46 @@
+"""CPU time of this process and every process under it (Prefect's API server, extraction workers).
+
+`resource.getrusage(RUSAGE_CHILDREN)` misses the extraction pool: its workers are children of the
+forkserver, which outlives the run. So on Linux the process tree is read from /proc; elsewhere
+getrusage (self + reaped children) is the best there is.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields after "pid (comm) "
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """user + system seconds of `root` (default: this process), its descendants and their reaped children."""
+    root = os.getpid() if root is None else root
+    if not Path("/proc/self/stat").exists():
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (f := _stat_fields(entry)) is not None:
+            parent[int(entry)] = int(f[1])
+            ticks[int(entry)] = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+    total, todo = 0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / _TICK
