@@ -264,6 +264,9 @@ class FeedStatus:
     last_success_at: datetime | None
     first_polled_at: datetime | None
     last_error: str | None
+    silent: bool = False                      # polls succeed, but no new story for far longer than usual
+    last_new_at: datetime | None = None       # when its newest story was first seen
+    usual_gap_hours: float | None = None
 
 
 @dataclass(frozen=True)

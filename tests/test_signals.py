@@ -71,3 +71,22 @@ def test_spike_and_feed_alerts_are_queued_once_and_delivered(tmp_path: Path) -> 
     titles = sorted(p["title"] for p in rx.received)
     assert titles == ["newsmon: feed failing: Broken", "newsmon: spike: 6 az_ru stories in 6 h"]
     assert all(p["idempotency_key"] in p["message"] for p in rx.received)
+
+
+def test_a_silent_feed_alerts_once_per_silence() -> None:
+    from newsmon.alerts.signals import silent_alerts
+
+    routes = [Route("ops", ("json://h/ops",))]
+    last_new = NOW - timedelta(days=5)
+    silent = FeedStatus("https://f.example/rss", "F", 0, NOW, NOW - timedelta(days=60), None, silent=True,
+                        last_new_at=last_new, usual_gap_hours=3.0)
+    first = silent_alerts([silent], routes)
+    assert len(first) == 1 and first[0].kind == "feed" and "usual gap between stories (3.0 h)" in first[0].body
+    assert silent_alerts([silent], routes)[0].alert_id == first[0].alert_id  # still silent: same ledger row
+    back_then_silent = FeedStatus(*[getattr(silent, f) for f in ("url", "name", "consecutive_failures",
+                                                                 "last_success_at", "first_polled_at",
+                                                                 "last_error", "silent")],
+                                  last_new_at=NOW - timedelta(days=1), usual_gap_hours=3.0)
+    assert silent_alerts([back_then_silent], routes)[0].alert_id != first[0].alert_id
+    healthy = FeedStatus("https://g.example/rss", "G", 0, NOW, NOW, None, silent=False)
+    assert silent_alerts([healthy], routes) == []

@@ -312,8 +312,8 @@ class DuckDBWarehouse(MaintenanceMixin):
         return [FeedStatus(*r) for r in self._read("""
                 SELECT f.feed_url, f.name, f.consecutive_failures, f.last_success_at,
                        (SELECT min(l.logged_at) FROM fetch_log l WHERE l.kind = 'feed' AND l.url = f.feed_url),
-                       f.last_error
-                FROM feeds f ORDER BY f.feed_url""")]
+                       f.last_error, h.silent, h.last_new_at, h.usual_gap_hours
+                FROM feeds f JOIN feed_health h ON h.url = f.feed_url ORDER BY f.feed_url""")]
 
     def checkpoint(self) -> None:
         """Write the WAL into the file and reclaim space from deleted rows (maintenance); skipped, with a

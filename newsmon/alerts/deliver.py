@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from newsmon.alerts.notify import Notifier
 from newsmon.alerts.policy import all_channels, plan_deliveries
 from newsmon.alerts.render import delivery_message
-from newsmon.alerts.signals import detect_spikes, failing_feeds, feed_alerts, spike_alerts
+from newsmon.alerts.signals import detect_spikes, failing_feeds, feed_alerts, silent_alerts, spike_alerts
 from newsmon.config import AlertSettings
 from newsmon.errors import AlertError
 from warehouse import Warehouse
@@ -60,6 +60,8 @@ def queue_signals(wh: Warehouse, settings: AlertSettings, *, now: datetime) -> i
     spikes = detect_spikes(history, now=now, hours=settings.spike_hours,
                            baseline_days=settings.spike_baseline_days, factor=settings.spike_factor,
                            min_stories=settings.spike_min_stories, last_spike=wh.last_alerts("spike"))
-    failing = failing_feeds(wh.feed_statuses(), now=now, threshold=timedelta(hours=settings.feed_failing_hours))
-    rows = spike_alerts(spikes, routes, hours=settings.spike_hours) + feed_alerts(failing, routes, now=now)
+    statuses = wh.feed_statuses()
+    failing = failing_feeds(statuses, now=now, threshold=timedelta(hours=settings.feed_failing_hours))
+    rows = (spike_alerts(spikes, routes, hours=settings.spike_hours) + feed_alerts(failing, routes, now=now)
+            + silent_alerts(statuses, routes))
     return wh.queue_alerts(rows, now=now)

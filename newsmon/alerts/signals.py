@@ -92,6 +92,25 @@ def feed_alerts(feeds: Sequence[FeedStatus], routes: Sequence[Route], *, now: da
     return out
 
 
+def silent_alerts(feeds: Sequence[FeedStatus], routes: Sequence[Route]) -> list[AlertRecord]:
+    """One ledger row per silent feed x channel, keyed by its newest story: a feed that comes back and
+    falls silent again alerts again; one that stays silent alerts once."""
+    out = []
+    for f in feeds:
+        if not f.silent:
+            continue
+        gap = f"{f.usual_gap_hours:.1f} h" if f.usual_gap_hours is not None else "unknown"
+        subject = f"feed silent: {clean(f.name, 80)}"
+        body = (f"Feed {clean(f.name, 80)} still answers, but its newest story was first seen "
+                f"{when(f.last_new_at)}, far beyond its usual gap between stories ({gap}).\n"
+                f"Feed: {clean(f.url, 300)}\nCheck that the publisher still updates it, or replace its URL.")
+        episode = f.last_new_at.isoformat() if f.last_new_at else "never"
+        for ch in route_channels(routes, "feed"):
+            out.append(_row(stable_id("silent", f.url, episode, ch.channel_id), "feed", ch.channel_id, ch.name,
+                            subject, body, url=f.url, source=f.name))
+    return out
+
+
 def _row(alert_id: str, kind: str, channel: str, channel_name: str, subject: str, body: str, *,
          watchlist: str = "", url: str = "", source: str = "") -> AlertRecord:
     return AlertRecord(alert_id=alert_id, article_id="", watchlist=watchlist, channel=channel, status="pending",
