@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import re
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -30,6 +34,7 @@ TIMEOUT = 1.0
 HTTP = HttpSettings(allow_private_networks=True, timeout_s=TIMEOUT, max_per_host=64, max_concurrency=64,
                     max_feed_bytes=1_000_000, max_page_bytes=1_000_000)
 BOUND_S = 2 * TIMEOUT + 1.0  # the fetcher's total deadline plus scheduling slack
+ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 GOOD_TEXT = ("Baku hosted a regional conference on water management this week. " * 12).strip()
@@ -246,3 +251,49 @@ def test_one_flow_run_with_every_fault_records_each_and_completes_the_rest(zoo: 
     assert stored["Good one"] == "ok" and stored["page good"] == "ok"
     assert {f"page {n}" for n in PAGE_FAULTS} <= set(stored)  # every faulty page still kept its summary
     assert summary["new_articles"] == len(stored) == len(PAGE_FAULTS) + 2
+
+
+@pytest.mark.parametrize("encoding, pack", [
+    ("gzip", gzip.compress),
+    ("deflate", zlib.compress),  # zlib-wrapped, as the RFC says
+    ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+    ("identity", lambda b: b)])
+def test_honest_compressed_bodies_are_decoded(routes: RouteServer, encoding: str, pack: Callable) -> None:
+    url = routes.add("/c", body=pack(PAGE), headers={"Content-Encoding": encoding})
+    assert fetch(url).body == PAGE
+
+
+BOMB_PROBE = """
+import asyncio, resource, sys
+from extractors.http import Fetcher
+from newsmon.config import HttpSettings
+from newsmon.errors import FetchError
+async def go():
+    async with Fetcher(HttpSettings(allow_private_networks=True, timeout_s=5)) as f:
+        try:
+            await f.get(sys.argv[1], max_bytes=1_000_000)
+        except FetchError as exc:
+            print(exc)
+asyncio.run(go())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_a_compression_bomb_is_stopped_at_the_cap_in_memory_too(routes: RouteServer, encoding: str) -> None:
+    """A 200 MB gzip bomb and a 2 GB zstd bomb: the fetching process never grows much past the 1 MB cap."""
+    zeros = b"\0" * 10_000_000
+    if encoding == "gzip":
+        z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        body = b"".join(z.compress(zeros) for _ in range(20)) + z.flush()
+    else:
+        zc = pytest.importorskip("zstandard").ZstdCompressor(level=3).compressobj()
+        body = b"".join(zc.compress(zeros) for _ in range(200)) + zc.flush()
+    url = routes.add("/bomb", body=body, headers={"Content-Encoding": encoding})
+    idle = subprocess.run([sys.executable, "-c", BOMB_PROBE, routes.base_url + "/nothing"], capture_output=True,
+                          text=True, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=60)
+    out = subprocess.run([sys.executable, "-c", BOMB_PROBE, url], capture_output=True, text=True, cwd=ROOT,
+                         env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=60)
+    message, peak_mb = out.stdout.strip().splitlines()
+    assert re.search("cap|unsupported Content-Encoding", message), out.stderr
+    assert int(peak_mb) - int(idle.stdout.split()[-1]) < 40, (peak_mb, idle.stdout)
