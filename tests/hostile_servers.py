@@ -116,11 +116,12 @@ class RawServer:
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     """A throwaway certificate for 127.0.0.1 (not trusted by anyone, which is the point)."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
@@ -196,6 +197,7 @@ class ManyFeedSite:
     def __init__(self, feeds: int = 40, items: int = 10, match_every: int = 5) -> None:
         self.feeds, self.items, self.match_every = feeds, items, match_every
         self.visible = items
+        self.page_latency_s = 0.0
         self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         site = self
 
@@ -203,6 +205,8 @@ class ManyFeedSite:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if site.page_latency_s and self.path.startswith("/a/"):
+                    time.sleep(site.page_latency_s)
                 body, ctype = site.render(self.path)
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Type", ctype)

@@ -105,8 +105,8 @@ PAGE_FAULTS = {
     "bad-ipv6-link": "malformed URL",
     "bad-port-link": "malformed URL",
 }
-ENCODING_FEED = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>f</title>"
-                 "<link>http://x/</link><description>d</description><item><title>").encode() + \
+ENCODING_FEED = (b"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>f</title>"
+                 b"<link>http://x/</link><description>d</description><item><title>") + \
     "Баку и Москва".encode("cp1251") + b" / " + "Баку и Москва".encode() + \
     b"</title><link>http://x/enc</link><description>\xff\xfe\x00 mixed</description></item></channel></rss>"
 ENCODING_PAGE = (b"<html><head><meta charset='utf-8'><title>t</title></head><body><article><p>" +
