@@ -4,6 +4,7 @@ answer garbage, a TLS server with a self-signed certificate, and a generated man
 from __future__ import annotations
 
 import datetime as dt
+import random
 import socket
 import ssl
 import struct
@@ -190,6 +191,9 @@ PLAIN_TEXT = (
 )
 
 
+_SYLLABLES = "ka lo mi ne su ta ri po ve du zo fa gi ho ju be".split()
+
+
 class ManyFeedSite:
     """`feeds` RSS feeds of `items` items each, plus one article page per item. Every `match_every`-th item
     is a story the built-in watchlist matches. `visible` (items per feed shown) can grow between runs."""
@@ -266,7 +270,9 @@ class ManyFeedSite:
 
     def _page(self, f: int, i: int) -> bytes:
         text = MATCH_TEXT if self.is_match(f, i) else PLAIN_TEXT
-        paras = "".join(f"<p>{escape(text)} Paragraph {n} of story {f}-{i}.</p>" for n in range(3))
+        rng = random.Random(f * 10_000 + i)  # filler of its own, so no two stories look like copies
+        filler = [" ".join("".join(rng.choice(_SYLLABLES) for _ in range(3)) for _ in range(50)) for _ in range(3)]
+        paras = f"<p>{escape(text)}</p>" + "".join(f"<p>{escape(words)}.</p>" for words in filler)
         return (f"<!doctype html><html lang='en'><head><title>{escape(self.title(f, i))}</title>"
                 f"<meta property='article:published_time' content='{self._when(f, i).isoformat()}'></head>"
                 f"<body><article><h1>{escape(self.title(f, i))}</h1>{paras}</article></body></html>").encode()

@@ -52,13 +52,17 @@ class TimedReceiver(WebhookReceiver):
 
     def __init__(self) -> None:
         super().__init__()
-        self.arrivals: list[tuple[float, str]] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time, Alert-Id): a digest message adds one per alert
+        self.messages: list[tuple[float, str, bool]] = []  # (time, idempotency key, key also in the body)
         self.trap: tuple[int, Callable[[], None]] | None = None  # (n, action): act on the n-th arrival
 
-    def _accept(self, body: bytes) -> bool:
-        ok = super()._accept(body)
-        m = ALERT_ID.search(self.received[-1].get("message", "")) if ok else None
-        self.arrivals.append((time.monotonic(), m.group(1) if m else "?"))
+    def _accept(self, body: bytes, headers: dict[str, str]) -> bool:
+        ok = super()._accept(body, headers)
+        now, text, key = time.monotonic(), self.received[-1].get("message", "") if ok else "", ""
+        if ok:
+            key = headers.get("Idempotency-Key", "")
+            self.messages.append((now, key, bool(key) and re.search(rf"(Alert|Digest)-Id: {key}\b", text) is not None))
+            self.arrivals += [(now, aid) for aid in ALERT_ID.findall(text)]
         if self.trap is not None:
             n, action = self.trap
             self.trap = (n - 1, action) if n > 1 else None
@@ -80,6 +84,8 @@ allow_private_networks = true
 timeout_s = 10
 [alerts]
 urls = ["{alert_url}"]
+spike_min_stories = 1_000_000  # story alerts only: a spike's key has the time in it, so runs would differ
+max_per_run = 1_000  # one message per story, so both runs can be compared alert by alert
 {feeds}""", encoding="utf-8")
     return path
 
@@ -123,6 +129,7 @@ class Attempt:
     stored_before: int = 0
     stored_after: int = 0
     arrivals: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
 
 
 def killing_spree(cfg: Path, env: dict[str, str], site: ManyFeedSite, rx: TimedReceiver, horizon_s: float,
@@ -159,12 +166,19 @@ def killing_spree(cfg: Path, env: dict[str, str], site: ManyFeedSite, rx: TimedR
         a.ended = time.monotonic()
         a.stored_after = count(cfg, "SELECT count(*) FROM poll_runs")
         a.arrivals = [aid for t, aid in rx.arrivals if a.started <= t <= a.ended]
+        a.messages = [key for t, key, _ in rx.messages if a.started <= t <= a.ended]
         attempts.append(a)
         if not a.killed:
             assert proc.returncode == 0
             horizon_s = a.ended - a.started
             if kills >= KILLS and site.visible == site.items:
                 return attempts
+
+
+def last_message_ids(a: Attempt, rx: TimedReceiver) -> set[str]:
+    """The Alert-Ids in the last message a run delivered."""
+    times = [t for t, _, _ in rx.messages if a.started <= t <= a.ended]
+    return {aid for t, aid in rx.arrivals if times and t == times[-1]}
 
 
 def articles(cfg: Path) -> set[tuple[Any, ...]]:
@@ -207,6 +221,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(api_env: dict[str, 
         longest = time.monotonic() - began
         ref_ids = Counter(aid for _, aid in rx.arrivals)
         rx.arrivals.clear()
+        rx.messages.clear()
         attempts = killing_spree(kill_cfg, api_env, site, rx, longest, rng)
     wall = time.monotonic() - t0
     killed = [a for a in attempts if a.killed]
@@ -214,7 +229,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(api_env: dict[str, 
               f"{longest:.1f} s); {sum(a.mode == 'on-alert' for a in killed)} as the receiver accepted an alert; "
               f"{sum(a.stored_after > a.stored_before for a in killed)} after the run's batch was committed, "
               f"{sum(bool(a.arrivals) for a in killed)} during alert delivery; "
-              f"{sum(n - 1 for n in Counter(aid for _, aid in rx.arrivals).values())} alerts delivered twice")
+              f"{sum(n - 1 for n in Counter(aid for _, aid in rx.arrivals).values())} alerts delivered twice; "
+              f"{len(rx.messages)} messages, {sum(len(set(ALERT_ID.findall(m['message']))) > 1 for m in rx.received)} "
+              "of them digests")
     print(report)
 
     assert ref["new_articles"] == STORIES and ref["alerts_sent"] == ref["alerts_queued"] == ALERTS
@@ -226,14 +243,19 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(api_env: dict[str, 
     assert set(got_ids) == set(ref_ids) and len(ref_ids) == ALERTS and max(ref_ids.values()) == 1, report
     assert warehouse_rows(kill_cfg, "SELECT status, count(*) FROM alerts GROUP BY ALL") == [("sent", ALERTS)]
     # a repeat only for the one window: accepted by the receiver, then killed before the ledger said "sent"
-    # (an alert can be caught in that window more than once): every arrival but its last must be the last
-    # thing a killed run delivered
-    for aid, n in got_ids.items():
+    # (an alert can be caught in that window more than once): every message that is repeated later must be
+    # the last message a killed run delivered; each carries its key as a header and in the body
+    assert all(in_body for _, _, in_body in rx.messages) and rx.messages, report
+    keys = Counter(key for _, key, _ in rx.messages)
+    for key, n in keys.items():
         if n > 1:
-            carriers = [a for a in attempts for x in a.arrivals if x == aid]
-            assert len(carriers) == n, (aid, report)
-            assert all(a.killed and a.arrivals[-1] == aid for a in carriers[:-1]), (aid, report)
-    assert sum(n - 1 for n in got_ids.values()) <= len(killed)
+            carriers = [a for a in attempts for k in a.messages if k == key]
+            assert len(carriers) == n and all(a.killed and a.messages[-1] == key for a in carriers[:-1]), report
+    for aid, n in got_ids.items():  # an alert sent again in a different digest: the first went in the window
+        if n > 1:
+            carriers = [a for a in attempts if aid in a.arrivals]
+            assert all(a.killed and aid in last_message_ids(a, rx) for a in carriers[:-1]), (aid, report)
+    assert sum(n - 1 for n in keys.values()) <= len(killed)
     check_integrity(kill_cfg)
 
 
