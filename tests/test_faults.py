@@ -32,7 +32,7 @@ from warehouse import open_warehouse
 
 TIMEOUT = 1.0
 HTTP = HttpSettings(allow_private_networks=True, timeout_s=TIMEOUT, max_per_host=64, max_concurrency=64,
-                    max_feed_bytes=1_000_000, max_page_bytes=1_000_000)
+                    max_feed_bytes=1_000_000, max_page_bytes=1_000_000, per_host_delay_s=0, jitter_s=0)
 BOUND_S = 2 * TIMEOUT + 1.0  # the fetcher's total deadline plus scheduling slack
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -71,7 +71,7 @@ FEED_FAULTS = {
     "reset-midway": "connection was reset|disconnected|incomplete",
     "garbage": "not HTTP|protocol",
     "http-500": "HTTP 500 server error",
-    "http-503": "HTTP 503 server error",
+    "http-503": "HTTP 503",
     "http-429": "HTTP 429 Too Many Requests",
     "redirect-loop": "more than 5 redirects",
     "self-redirect": "more than 5 redirects",

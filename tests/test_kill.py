@@ -82,6 +82,8 @@ lock_timeout_s = {lock_timeout_s}
 [http]
 allow_private_networks = true
 timeout_s = 10
+per_host_delay_s = 0
+jitter_s = 0
 [alerts]
 urls = ["{alert_url}"]
 spike_min_stories = 1_000_000  # story alerts only: a spike's key has the time in it, so runs would differ
