@@ -26,10 +26,15 @@ _XML_ENCODING = re.compile(r"""^(\ufeff?\s*<\?xml[^>]*?)\s+encoding\s*=\s*["'][^
 
 
 def normalize_link(url: str) -> str:
-    """Canonical form of an entry link: lower-case scheme/host, no default port, fragment or tracking query."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    port = parts.port
+    """Canonical form of an entry link: lower-case scheme/host, no default port, fragment or tracking query.
+
+    A malformed link (a port out of range, a broken IPv6 literal) is returned as it is: its fetch then
+    records the error for that page instead of the parser failing the whole run."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return url.strip()
     if port and not ((parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443)):
         host = f"{host}:{port}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
@@ -95,7 +100,7 @@ def _fields(raw: Any, base: str) -> dict[str, Any]:
     link = raw.get("link") or ""
     # dict.get: feedparser's own get() maps a missing updated_parsed to published_parsed, with a warning
     updated = _when(dict.get(raw, "updated_parsed"))
-    return {"link": urljoin(base, link) if link else "", "guid": (raw.get("id") or "").strip() or None,
+    return {"link": _join(base, link) if link else "", "guid": (raw.get("id") or "").strip() or None,
             "title": strip_html(raw.get("title") or ""), "summary": strip_html(raw.get("summary") or ""),
             "updated": updated, "published": _when(dict.get(raw, "published_parsed")) or updated,
             "author": raw.get("author") or None, "language": raw.get("language") or None}
@@ -145,6 +150,13 @@ def fingerprint(title: str, published: datetime) -> str:
 def entry_key(guid: str | None, link: str, title: str, published: datetime | None) -> str | None:
     """The story's identity key (see `identities`)."""
     return identities(guid, link, title, published)[0]
+
+
+def _join(base: str, link: str) -> str:
+    try:
+        return urljoin(base, link)
+    except ValueError:  # a malformed link (broken IPv6 literal): kept as is, its fetch records the error
+        return link.strip()
 
 
 def _is_web(link: str) -> bool:

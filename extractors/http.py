@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import re
 import socket
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from newsmon.config import HttpSettings
 from newsmon.errors import BlockedURLError, FetchError
 
 MAX_REDIRECTS = 5
+ACCEPT_ENCODING = "gzip, deflate"
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 
 
@@ -52,6 +55,39 @@ class Response:
         return None
 
 
+class Inflater:
+    """Undoes a gzip or deflate Content-Encoding chunk by chunk, never holding more than `limit` decoded bytes.
+
+    httpx decodes a whole network chunk at once, so a 60 KB zstd bomb became gigabytes before any cap could
+    look at it. Here decompression stops at the cap, and encodings we did not ask for are refused.
+    """
+
+    def __init__(self, encoding: str, limit: int, url: str) -> None:
+        self.limit, self.url, self.size = limit, url, 0
+        enc = encoding.strip().lower()
+        if enc not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            raise FetchError(f"unsupported Content-Encoding {encoding!r} (newsmon asks for "
+                             f"{ACCEPT_ENCODING}); the server ignores Accept-Encoding", url=url)
+        self._z = None if enc in ("", "identity") else zlib.decompressobj(
+            zlib.MAX_WBITS | 16 if "gzip" in enc else zlib.MAX_WBITS)
+        self._raw_deflate_ok = enc == "deflate"  # servers send zlib-wrapped or raw deflate
+
+    def feed(self, data: bytes) -> bytes:
+        room = self.limit - self.size
+        try:
+            out = data if self._z is None else self._z.decompress(data, room + 1)
+        except zlib.error as exc:
+            if not (self._raw_deflate_ok and self.size == 0):
+                raise FetchError(f"body is not valid compressed data ({exc})", url=self.url) from exc
+            self._z, self._raw_deflate_ok = zlib.decompressobj(-zlib.MAX_WBITS), False
+            return self.feed(data)
+        self._raw_deflate_ok = False
+        if len(out) > room:  # with a length limit, unconsumed input means the limit was reached
+            raise FetchError(f"body is over the {self.limit:,}-byte cap; refused", url=self.url)
+        self.size += len(out)
+        return out
+
+
 class Fetcher:
     """Async HTTP with a global and a per-host concurrency bound. Use as `async with Fetcher(s) as f`."""
 
@@ -62,7 +98,8 @@ class Fetcher:
         self._next_start: dict[str, float] = {}  # per host: the earliest time the next request may start
         timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
         self._client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, headers={"User-Agent": user_agent(settings.contact_url)},
+            timeout=timeout, follow_redirects=False,
+            headers={"User-Agent": user_agent(settings.contact_url), "Accept-Encoding": ACCEPT_ENCODING},
             limits=httpx.Limits(max_connections=settings.max_concurrency * 2),
         )
 
@@ -80,7 +117,10 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        host = urlsplit(url).hostname or ""
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError as exc:
+            raise FetchError(f"malformed URL ({exc}); fix the link or the config", url=url) from None
         sem = self._hosts.setdefault(host, asyncio.Semaphore(self.settings.max_per_host))
         await self._pace(host)
         async with self._global, sem:
@@ -130,39 +170,68 @@ class Fetcher:
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise FetchError(f"body of {int(declared):,} bytes is over the {max_bytes:,}-byte cap",
                                      url=url, status=resp.status_code)
-                chunks, size = [], 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FetchError(f"body is over the {max_bytes:,}-byte cap; refused", url=url,
-                                         status=resp.status_code)
-                    chunks.append(chunk)
+                inflater = Inflater(hdrs.get("content-encoding", ""), max_bytes, url)
+                chunks = [inflater.feed(raw) async for raw in resp.aiter_raw()]
                 return resp.status_code, hdrs, b"".join(chunks)
         except httpx.TimeoutException as exc:
             raise FetchError(f"timed out ({type(exc).__name__}); the server is slow or down", url=url) from exc
-        except httpx.HTTPError as exc:
-            raise FetchError(f"request failed: {exc or type(exc).__name__}; check the URL and the network",
-                             url=url) from exc
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # ValueError: an IDNA-invalid host
+            raise FetchError(describe_failure(exc, urlsplit(url).hostname), url=url) from exc
 
 
 async def check_url(url: str, *, allow_private: bool) -> None:
     """Refuse non-http(s) schemes and, unless allowed, hosts that resolve to non-public addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise FetchError(f"malformed URL ({exc}); fix the link or the config", url=url) from None
+    if parts.scheme not in ("http", "https") or not host:
         raise BlockedURLError("only http:// and https:// URLs are fetched", url=url)
     if allow_private:
         return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
-                                                             type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise FetchError(f"cannot resolve host {parts.hostname!r} ({exc}); check the URL", url=url) from exc
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(f"cannot resolve host {host!r} ({exc}); check the URL", url=url) from exc
     for info in infos:
         addr = ipaddress.ip_address(info[4][0])
-        if not addr.is_global or addr.is_multicast:
+        if not is_public(addr):
             raise BlockedURLError(
                 f"host resolves to non-public address {addr}; refused before any request "
                 "(set [http] allow_private_networks = true to allow it)", url=url)
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global unicast only; IPv6 forms that embed an IPv4 address (6to4, Teredo, NAT64) are judged by it."""
+    if not addr.is_global or addr.is_multicast:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = addr.sixtofour or (addr.teredo[1] if addr.teredo else None) or (
+            ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF) if addr in NAT64 else None)
+        return inner is None or is_public(inner)
+    return True
+
+
+def describe_failure(exc: Exception, host: str | None) -> str:
+    """What went wrong on the wire, in words an operator can act on (the cause's text kept)."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.InvalidURL | ValueError):
+        return f"malformed URL ({detail}); fix the link or the config"
+    if isinstance(exc, httpx.ConnectError):
+        if re.search(r"SSL|TLS|CERTIFICATE", detail, re.I):
+            return f"TLS handshake failed ({detail}); the site's certificate is invalid or it does not speak HTTPS"
+        if re.search(r"name or service|name resolution|nodename|no address associated", detail, re.I):
+            return f"cannot resolve host {host!r} ({detail}); check the URL"
+        return f"cannot connect ({detail}); the server is down or refuses connections"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"the server's answer is not HTTP or was cut off ({detail}); newsmon tries again on the next run"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return f"the connection was reset ({detail}); newsmon tries again on the next run"
+    return f"request failed ({detail}); check the URL and the network"
 
 
 def parse_retry_after(value: str | None) -> float | None:

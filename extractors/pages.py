@@ -56,6 +56,10 @@ def extraction_pool(pages: int, workers: int) -> Iterator[Executor]:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["extractors.worker"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm_up) as ex:
+        # Start the workers now: started lazily, the first submit blocks the event loop while the forkserver
+        # imports trafilatura, and every fetch in flight then loses that time from its deadline.
+        for started in [ex.submit(int) for _ in range(workers)]:
+            started.result()
         yield ex
 
 

@@ -70,6 +70,9 @@ async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, se
         moved = f" (after a permanent redirect to {resp.final_url}; the stored URL is kept)" \
             if resp.permanent_redirect else ""
         return failed(resp.status, f"{feed.url}: {_msg(exc)}{moved}")
+    except Exception as exc:  # a parser bug on one hostile feed must not sink every other feed of the run
+        return failed(resp.status, f"{feed.url}: parsing crashed ({type(exc).__name__}: {exc}); "
+                                   "save the feed for a test")
     note = doc.bozo
     if doc.dropped:
         note = (f"{note}; " if note else "") + (f"{doc.dropped} entries over max_entries_per_feed = "

@@ -56,6 +56,10 @@ def prefect_harness() -> Iterator[None]:
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
+class _BusyServer(ThreadingHTTPServer):
+    request_queue_size = 128  # many concurrent test clients: the default backlog of 5 drops connects
+
+
 class RouteServer:
     """A 127.0.0.1 server whose paths answer with handler functions (for faults and odd responses)."""
 
@@ -76,7 +80,7 @@ class RouteServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self._httpd = _BusyServer(("127.0.0.1", 0), H)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
