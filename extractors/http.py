@@ -122,14 +122,18 @@ class Fetcher:
         except ValueError as exc:
             raise FetchError(f"malformed URL ({exc}); fix the link or the config", url=url) from None
         sem = self._hosts.setdefault(host, asyncio.Semaphore(self.settings.max_per_host))
-        await self._pace(host)
-        async with self._global, sem:
-            try:
-                return await asyncio.wait_for(self._follow(url, headers, max_bytes),
-                                              timeout=self.settings.timeout_s * 2)
-            except TimeoutError:
-                raise FetchError(f"no complete answer within {self.settings.timeout_s * 2:.0f} s; "
-                                 "the server is too slow or hangs", url=url) from None
+        async with sem:  # the host's slot first: a request waiting on its host never holds a global slot
+            await self._pace(host)
+            async with self._global:
+                return await self._deadline(url, headers, max_bytes)
+
+    async def _deadline(self, url: str, headers: dict[str, str], max_bytes: int) -> Response:
+        """The whole exchange (redirects included) under one deadline of twice the timeout."""
+        try:
+            return await asyncio.wait_for(self._follow(url, headers, max_bytes), timeout=self.settings.timeout_s * 2)
+        except TimeoutError:
+            raise FetchError(f"no complete answer within {self.settings.timeout_s * 2:.0f} s; "
+                             "the server is too slow or hangs", url=url) from None
 
     async def _pace(self, host: str) -> None:
         """Start requests to one host at least per_host_delay_s (+ random 0..jitter_s) apart."""

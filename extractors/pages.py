@@ -88,12 +88,19 @@ async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], se
     return out
 
 
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # a malformed link: the fetch reports it for that page
+        return ""
+
+
 def host_round_robin(entries: Sequence[Entry]) -> list[int]:
     """Entry indexes taking one host at a time in turn. Entries come feed by feed, so in list order the
     first bounded slots would all wait on one or two hosts' per-host limit while other hosts sit idle."""
     by_host: dict[str, list[int]] = {}
     for i, e in enumerate(entries):
-        by_host.setdefault(urlsplit(e.link).hostname or "", []).append(i)
+        by_host.setdefault(_host(e.link), []).append(i)
     return [i for turn in zip_longest(*by_host.values()) for i in turn if i is not None]
 
 
