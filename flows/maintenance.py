@@ -25,7 +25,8 @@ def _run_name() -> str:
 
 @flow(name="maintenance", flow_run_name=_run_name, log_prints=False, on_failure=[alert_on_failure])
 def maintenance(config: str = "newsmon.toml", report_days: float = 7.0) -> dict[str, Any]:
-    """Queue and send feed-health and spike alerts, checkpoint the DuckDB file, and rewrite the HTML report
+    """Queue and send feed-health and spike alerts, checkpoint the DuckDB file, export every table to
+    Parquet (`export/` next to the warehouse, partitioned by day), and rewrite the HTML report
     (`report.html` next to the warehouse, linked from the run as an artifact)."""
     settings = load_settings(config)
     logger = get_run_logger()
@@ -35,9 +36,12 @@ def maintenance(config: str = "newsmon.toml", report_days: float = 7.0) -> dict[
         queued = signals_task(wh, settings.alerts, now)
         delivered = deliver_task(wh, settings.alerts, now)
         wh.checkpoint()
+    exported = wh.export(settings.warehouse.path.parent / "export", "parquet")
     report = build_report(settings, timedelta(days=report_days), settings.warehouse.path.parent / "report.html",
                           now=now)
     create_link_artifact(link=report.resolve().as_uri(), link_text="newsmon report", key="newsmon-report",
                          description=f"stories of the last {report_days:g} days")
-    logger.info("maintenance: %d signal alerts queued, %d sent, report at %s", queued, delivered.sent, report)
-    return {"signals_queued": queued, "alerts_sent": delivered.sent, "report": str(report)}
+    logger.info("maintenance: %d signal alerts queued, %d sent, %d rows exported, report at %s", queued,
+                delivered.sent, sum(n for _, n in exported), report)
+    return {"signals_queued": queued, "alerts_sent": delivered.sent, "report": str(report),
+            "exported": dict(exported)}

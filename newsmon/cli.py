@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
               "for chat); print it, or send it to the channels routed for digests with --send.", cmd_digest)
     dig.add_argument("--since", default="24h", type=_duration, help="period to cover, e.g. 24h, 7d, 90m "
                      "(default: 24h)")
-    dig.add_argument("--send", action="store_true", help="send it (once per channel, period and hour)")
+    dig.add_argument("--send", action="store_true",
+                     help="send it (once per channel and period: per day for 24h or longer, else per hour)")
     dig.add_argument("--format", choices=["text", "markdown", "html"], default="text",
                      help="what to print (default: text)")
     exp = cmd("export", "Copy the warehouse to files for other tools: Parquet (one folder per table, "

@@ -63,7 +63,8 @@ def test_article_urls_on_non_public_addresses_or_schemes_are_refused_by_default(
     links = [*PRIVATE, "ftp://127.0.0.1/a", "file:///etc/passwd", "gopher://127.0.0.1:70/"]
     entries = [Entry(feed_url="https://feed.example/rss", key=u, link=u, title=f"t{i}", summary="s")
                for i, u in enumerate(links)]
-    articles, errors = fetch_articles(entries, {}, HttpSettings(), now=NOW, workers=1)
+    got = fetch_articles(entries, {}, HttpSettings(), now=NOW, workers=1)
+    articles, errors = got.articles, got.errors
     errs = {url: err for _, url, err in errors}
     assert len(articles) == len(links)
     for u in PRIVATE:

@@ -37,8 +37,10 @@ class Digest:
 
 
 def period_key(since: timedelta, now: datetime) -> str:
-    """'24h-2026-11-27T12': the period's length and the hour it ends (UTC)."""
-    return f"{since.total_seconds() / 3600:g}h-{now:%Y-%m-%dT%H}"
+    """The period's length and when it ends (UTC): by day for daily or longer digests ('24h-2026-11-27'), so
+    a retried or late daily run does not send the day's digest twice; by hour for shorter ones."""
+    end = f"{now:%Y-%m-%d}" if since >= timedelta(days=1) else f"{now:%Y-%m-%dT%H}"
+    return f"{since.total_seconds() / 3600:g}h-{end}"
 
 
 def build_digest(wh: Warehouse, *, since: timedelta, now: datetime) -> Digest:
