@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import serve as prefect_serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Interval
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -28,6 +29,9 @@ from flows.maintenance import maintenance
 from flows.poll import poll_feeds
 from newsmon.config import Settings
 from newsmon.errors import NewsmonError
+
+# One poll at a time; a run due while one is going is cancelled, so late or missed slots never pile up.
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
 
 def deployments(settings: Settings) -> list[Any]:
@@ -38,7 +42,7 @@ def deployments(settings: Settings) -> list[Any]:
                      else Interval(timedelta(minutes=sched.interval_minutes)))
     return [
         poll_feeds.to_deployment(name="newsmon-poll", schedule=poll_schedule, parameters=params,
-                                 concurrency_limit=1, description=poll_feeds.__doc__),
+                                 concurrency_limit=ONE_AT_A_TIME, description=poll_feeds.__doc__),
         daily_digest.to_deployment(name="newsmon-digest", schedule=Cron(sched.digest_cron, timezone=sched.timezone),
                                    parameters=params, description=daily_digest.__doc__),
         maintenance.to_deployment(name="newsmon-maintenance",

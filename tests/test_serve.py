@@ -55,6 +55,8 @@ def test_serve_registers_three_schedules_and_stops_on_sigterm(prefect_server: di
         assert maint.schedules[0].schedule.cron == "15 4 * * *"
         assert poll.parameters == {"config": str(cfg.resolve())}
         assert poll.global_concurrency_limit is not None and poll.global_concurrency_limit.limit == 1
+        assert poll.concurrency_options is not None
+        assert poll.concurrency_options.collision_strategy == "CANCEL_NEW"
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=30) is not None
     finally:
