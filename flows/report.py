@@ -8,7 +8,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from newsmon.alerts.notify import AppriseNotifier
-from newsmon.alerts.policy import Channel
+from newsmon.alerts.policy import route_channels
 from newsmon.alerts.render import clean
 from newsmon.config import load_settings
 from newsmon.errors import NewsmonError
@@ -51,7 +51,8 @@ def publish_summary(summary: dict[str, Any]) -> None:
 
 
 def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_failure hook: tell every configured alert channel that a run failed (never raises)."""
+    """on_failure hook: tell the channels routed for operational ("feed") alerts, `[alerts] urls` included,
+    that a run failed (never raises). The run id is the idempotency key, so a repeated hook is one message."""
     try:
         settings = load_settings(flow_run.parameters.get("config"))
     except NewsmonError as exc:
@@ -59,8 +60,8 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         return
     title = f"newsmon: run {flow_run.name} failed"
     body = f"The {flow.name} run {flow_run.name} failed: {clean(str(state.message), 500)}"
-    for url in settings.alerts.urls:
+    for channel in route_channels(settings.alerts.all_routes, "feed"):
         try:
-            AppriseNotifier().send(Channel(url), title, body)
+            AppriseNotifier().send(channel, title, body, key=f"run-failed-{flow_run.id}")
         except NewsmonError as exc:
             log.error("could not deliver the failure alert: %s", exc)
