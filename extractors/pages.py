@@ -37,24 +37,32 @@ class Fetched:
 
 def fetch_articles(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings, *,
                    now: datetime, workers: int | None = None, keep_raw: bool = False,
-                   on_page: Callable[[], None] | None = None) -> Fetched:
+                   on_page: Callable[[], None] | None = None, pool: Executor | None = None) -> Fetched:
     """Fetch and extract the pages of `entries`; with keep_raw, also their compressed bodies.
 
-    `on_page` is called once per finished page (progress display).
+    `pool` is an `extraction_pool` shared by several calls (a run's batches); without one, a pool sized to
+    this call is started and stopped. `on_page` is called once per finished page (progress display).
     """
-    return asyncio.run(_fetch_all(entries, feed_names, settings, now, workers or default_workers(), keep_raw,
-                                  on_page or (lambda: None)))
+    tick = on_page or (lambda: None)
+    if pool is not None:
+        return asyncio.run(_fetch_all(entries, feed_names, settings, now, pool, keep_raw, tick))
+    with extraction_pool(len(entries), workers or default_workers()) as own:
+        return asyncio.run(_fetch_all(entries, feed_names, settings, now, own, keep_raw, tick))
 
 
 @contextmanager
 def extraction_pool(pages: int, workers: int) -> Iterator[Executor]:
-    """A process pool sized to the cores (the language model loaded once per worker), or one thread for few pages."""
+    """A process pool sized to the cores, or one thread for few pages.
+
+    Workers are forks of a forkserver that has imported trafilatura and loaded the language model
+    (extractors.preload), so a pool starts in well under a second and its workers share that memory.
+    """
     if pages < POOL_MIN_PAGES or workers < 2:
         with ThreadPoolExecutor(max_workers=1, initializer=warm_up) as ex:
             yield ex
         return
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["extractors.worker"])
+    ctx.set_forkserver_preload(["extractors.preload"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm_up) as ex:
         # Start the workers now: started lazily, the first submit blocks the event loop while the forkserver
         # imports trafilatura, and every fetch in flight then loses that time from its deadline.
@@ -64,8 +72,8 @@ def extraction_pool(pages: int, workers: int) -> Iterator[Executor]:
 
 
 async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings,
-                     now: datetime, workers: int, keep_raw: bool, on_page: Callable[[], None]) -> Fetched:
-    in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * workers)
+                     now: datetime, pool: Executor, keep_raw: bool, on_page: Callable[[], None]) -> Fetched:
+    in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * default_workers())
 
     async def one(fetcher: Fetcher, pool: Executor,
                   entry: Entry) -> tuple[ExtractedText, str | None, RawPage | None]:
@@ -73,10 +81,9 @@ async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], se
         on_page()
         return result
 
-    with extraction_pool(len(entries), workers) as pool:
-        async with Fetcher(settings) as fetcher:
-            order = host_round_robin(entries)
-            started = await asyncio.gather(*(one(fetcher, pool, entries[i]) for i in order))
+    async with Fetcher(settings) as fetcher:
+        order = host_round_robin(entries)
+        started = await asyncio.gather(*(one(fetcher, pool, entries[i]) for i in order))
     done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
     out = Fetched([], [], [])
     for entry, (ext, err, raw) in zip(entries, done, strict=True):

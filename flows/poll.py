@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 
 from extractors.dedup import drop_duplicates, lookup_keys, point_at_kept
 from extractors.identity import Resolution, all_aliases, resolve_entries
+from extractors.pages import default_workers, extraction_pool
 from extractors.schedule import split_due
 from flows import progress
 from flows.report import alert_on_failure, publish_summary
@@ -121,18 +122,21 @@ def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse,
     aliases: list[Alias] = []
     known: dict[str, str] = {}
     tick = progress.counter("pages", len(entries))
-    for i in range(0, len(entries), EXTRACT_BATCH):
-        got = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started,
-                           settings.extraction.keep_raw_pages, tick)
-        keys = lookup_keys(got.articles) - known.keys()
-        known.update(wh.article_ids_by_url_key(keys))
-        kept, dupes = drop_duplicates(got.articles, known)
-        articles += kept
-        aliases += dupes
-        page_errors += got.errors
-        kept_ids = {a.article_id for a in kept}
-        if got.raw_pages:
-            wh.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
+    if not entries:
+        return articles, page_errors, aliases
+    with extraction_pool(len(entries), default_workers()) as pool:  # one pool for the run's batches
+        for i in range(0, len(entries), EXTRACT_BATCH):
+            got = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started,
+                               settings.extraction.keep_raw_pages, tick, pool)
+            keys = lookup_keys(got.articles) - known.keys()
+            known.update(wh.article_ids_by_url_key(keys))
+            kept, dupes = drop_duplicates(got.articles, known)
+            articles += kept
+            aliases += dupes
+            page_errors += got.errors
+            kept_ids = {a.article_id for a in kept}
+            if got.raw_pages:
+                wh.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
     return articles, page_errors, aliases
 
 

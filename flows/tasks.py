@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,9 +33,11 @@ def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: 
 
 @task(name="fetch-extract", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: HttpSettings,
-                 now: datetime, keep_raw: bool = False, tick: Callable[[], None] | None = None) -> pages.Fetched:
-    """Fetch and extract one batch of new entries' pages (and pack their bodies when raw pages are kept)."""
-    return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick)
+                 now: datetime, keep_raw: bool = False, tick: Callable[[], None] | None = None,
+                 pool: Executor | None = None) -> pages.Fetched:
+    """Fetch and extract one batch of new entries' pages (and pack their bodies when raw pages are kept),
+    in the run's extraction pool when given one."""
+    return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick, pool=pool)
 
 
 @task(name="tag", cache_policy=NO_CACHE)

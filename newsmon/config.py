@@ -40,8 +40,8 @@ class HttpSettings:
     max_per_host: int = 2
     max_feed_bytes: int = 10_000_000
     max_page_bytes: int = 5_000_000
-    per_host_delay_s: float = 0.25
-    jitter_s: float = 0.25
+    per_host_delay_s: float = 0.1
+    jitter_s: float = 0.1
     max_entries_per_feed: int = 500
     backoff_base_minutes: float = 5.0
     backoff_cap_hours: float = 6.0
