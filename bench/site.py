@@ -37,6 +37,9 @@ from newsmon.demo.server import demo_site_root, render_template
 POSITIVE_PAGE = "articles/azerbaijan-invites-russian-companies-green-energy.html"
 POSITIVE_TITLE = "Azerbaijan invites Russian companies to invest in its green energy projects"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
+# A page's own address (rel=canonical, og:url) would make every reuse of a corpus page a copy of its first
+# use, which newsmon rightly stores once: the site drops them so that N x M items are N x M stories.
+_OWN_ADDRESS = re.compile(rb"<link[^>]+rel=[\"']?canonical[^>]*>|<meta[^>]+property=[\"']?og:url[^>]*>", re.I)
 
 
 def find_corpus() -> Path:
@@ -140,7 +143,7 @@ def build_site(spec: SiteSpec, pages: list[bytes], port: int, now: datetime) -> 
         items = []
         for j in range(spec.items):
             n = i * spec.items + j
-            body = pages[n % len(pages)]
+            body = _OWN_ADDRESS.sub(b"", pages[n % len(pages)])
             path = f"/a/{i}/{j}.html"
             site.pages[path] = body
             items.append(Item(page_title(body, f"Story {i}-{j}"), path, now - timedelta(minutes=5 * j + i % 60)))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.utilities.annotations import quote
 
 from extractors.dedup import drop_duplicates, lookup_keys, point_at_kept
 from extractors.identity import Resolution, all_aliases, resolve_entries
@@ -60,18 +61,20 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
 
 
 def run_pipeline(settings: Settings) -> dict[str, Any]:
+    """One run's recipe. Collections that grow with the run go to tasks inside `quote`: Prefect would otherwise
+    walk every element of every parameter looking for futures (~2 ms per article per task, measured)."""
     started = datetime.now(UTC)
     laps = StageClock()
     wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
     states = wh.feed_states()
     due, waiting = split_due(settings.feeds, states, started)
-    results = poll_task(due, states, settings.http, started)
+    results = poll_task(quote(due), quote(states), settings.http, started)
     laps.lap("poll")
     found = identify(results, wh, started)
     articles, page_errors, dupes = extract_new(found.new, settings, wh, started)
     laps.lap("extract")
-    verdicts = tag_task(articles, settings.tagging.rules)
-    articles, clusters = cluster_task(wh, articles, settings.alerts, started)
+    verdicts = tag_task(quote(articles), settings.tagging.rules)
+    articles, clusters = cluster_task(wh, quote(articles), settings.alerts, started)
     alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
                          clusters={c.cluster_id: c for c in clusters},
                          window=timedelta(hours=settings.alerts.window_hours))
@@ -81,7 +84,7 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
                      alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
                      aliases=tuple(point_at_kept(found.aliases, dupes)), edits=tuple(found.edits),
                      url_aliases=tuple(dupes))
-    stored = store_task(wh, batch, datetime.now(UTC))
+    stored = store_task(wh, quote(batch), datetime.now(UTC))
     laps.lap("store")
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
@@ -126,7 +129,7 @@ def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse,
         return articles, page_errors, aliases
     with extraction_pool(len(entries), default_workers()) as pool:  # one pool for the run's batches
         for i in range(0, len(entries), EXTRACT_BATCH):
-            got = extract_task(entries[i:i + EXTRACT_BATCH], names, settings.http, started,
+            got = extract_task(quote(entries[i:i + EXTRACT_BATCH]), quote(names), settings.http, started,
                                settings.extraction.keep_raw_pages, tick, pool)
             keys = lookup_keys(got.articles) - known.keys()
             known.update(wh.article_ids_by_url_key(keys))
