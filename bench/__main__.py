@@ -60,9 +60,9 @@ class Bench:
         self.figures: dict[str, Any] = {}
 
     def row(self, name: str, wall: float | None, cpu: float | None = None, pss: float | None = None,
-            rss: float | None = None, note: str = "") -> None:
-        self.rows.append({"phase": name, "wall_s": wall, "cpu_s": cpu, "pss_mb": pss, "rss_mb": rss,
-                          "load": load(), "note": note})
+            rss: float | None = None, note: str = "", server: float | None = None) -> None:
+        self.rows.append({"phase": name, "wall_s": wall, "cpu_s": cpu, "pss_mb": pss, "server_mb": server,
+                          "rss_mb": rss, "load": load(), "note": note})
         print(f"  {name}: {wall if wall is None else round(wall, 2)} s  {note}", file=sys.stderr, flush=True)
 
     def rows_by(self, prefix: str) -> float | None:
@@ -98,8 +98,8 @@ class Bench:
     def cycles(self, feeds: list[str], rx: WebhookReceiver) -> None:
         w, url = self.work, rx.apprise_url()
         cold = run_cold(write_config(w / "cold.toml", feeds, w / "cold.duckdb", url))
-        self.row("newsmon cold (newsmon run, fresh process)", cold["wall_s"], cold["cpu_s"], cold["peak_pss_mb"],
-                 cold["peak_rss_mb"], _counts(cold["summary"]))
+        self.row("newsmon cold (newsmon run, fresh process)", cold["wall_s"], cold["cpu_s"], cold["own_pss_mb"],
+                 cold["peak_rss_mb"], _counts(cold["summary"]), cold["server_pss_mb"])
         configs = [write_config(w / "warmup.toml", feeds[:1], w / "warmup.duckdb", url),
                    write_config(w / "warm.toml", feeds, w / "warm.duckdb", url), w / "warm.toml"]
         if "scale" not in self.a.skip:
@@ -112,7 +112,8 @@ class Bench:
                  "unchanged re-poll (all 304)"] + [f"cycle into {n:,}-article warehouse" for n in self.a.scale]
         for name, r in zip(names, warm, strict=False):
             cpu = sum(r["summary"].get("cpu_seconds", {}).values())
-            self.row(name, r["wall_s"], cpu, r["peak_pss_mb"], r["peak_rss_mb"], _counts(r["summary"]))
+            self.row(name, r["wall_s"], cpu, r["own_pss_mb"], r["peak_rss_mb"], _counts(r["summary"]),
+                     r["server_pss_mb"])
         self.figures.update(cold=cold, warm=warm[1], repoll=warm[2], scale=warm[3:])
 
     def naive(self, feeds: list[str]) -> None:
@@ -154,10 +155,11 @@ def print_report(b: Bench) -> None:
     f, a = b.figures, b.a
     print(f"\n## End to end: {a.feeds} feeds x {a.items} items, {a.latency * 1000:.0f} ms per request, "
           f"{a.outlets} hosts, {os.cpu_count()} cores\n")
-    print("| phase | wall s | CPU s | peak PSS MB (tree) | largest RSS MB | load 1/5/15 | notes |")
-    print("|---|---:|---:|---:|---:|---|---|")
+    print("| phase | wall s | CPU s | peak PSS MB (newsmon) | Prefect server PSS MB | largest RSS MB | load 1/5/15 "
+          "| notes |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
     for r in b.rows:
-        cells = [_fmt(r[k]) for k in ("wall_s", "cpu_s", "pss_mb", "rss_mb")]
+        cells = [_fmt(r[k]) for k in ("wall_s", "cpu_s", "pss_mb", "server_mb", "rss_mb")]
         print(f"| {r['phase']} | " + " | ".join(cells) + f" | {r['load']} | {r['note']} |")
     for key in ("cold", "warm"):
         s = f[key]["summary"]
@@ -178,7 +180,7 @@ def bench_line(f: dict[str, Any]) -> str:
     warm = f["warm"]["wall_s"]
     speedup = f["naive"]["wall_s"] / warm if "naive" in f else None
     scale = f["scale"][1]["wall_s"] / f["scale"][0]["wall_s"] if len(f.get("scale", [])) == 2 else None
-    peak = max(f["cold"]["peak_pss_mb"], f["warm"]["peak_pss_mb"])
+    peak = max(f["cold"]["own_pss_mb"], f["warm"]["own_pss_mb"])  # newsmon's processes, Prefect's server apart
     fresh = f.get("freshness", {}).get("median_s")
     return (f"bench: speedup_vs_naive={_fmt(speedup)} efficiency_vs_bound={f['bound']['wall_s'] / warm:.2f} "
             f"repoll_s={f['repoll']['wall_s']:.2f} scale_ratio_1m_10k={_fmt(scale)} peak_rss_mb={peak:.0f} "

@@ -61,6 +61,7 @@ def run_cold(config: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"bench: cold run failed ({proc.returncode}):\n{err[-3000:]}")
     return {"wall_s": wall, "summary": json.loads(out), "peak_pss_mb": mon.peak_pss_mb(),
+            "own_pss_mb": mon.peak_own_pss_mb(), "server_pss_mb": mon.peak_server_pss_mb(),
             "peak_rss_mb": mon.peak_rss_mb(), "cpu_s": mon.samples[-1].cpu_s if mon.samples else 0.0}
 
 
@@ -77,6 +78,8 @@ def run_warm(configs: Sequence[Path]) -> list[dict[str, Any]]:
     for r in results:
         window = [s for s in mon.samples if r["start"] <= s.t <= r["start"] + r["wall_s"] + 0.3]
         r["peak_pss_mb"] = max((s.pss_mb for s in window), default=0.0)
+        r["own_pss_mb"] = max((s.pss_mb - s.server_pss_mb for s in window), default=0.0)
+        r["server_pss_mb"] = max((s.server_pss_mb for s in window), default=0.0)
         r["peak_rss_mb"] = max((s.rss_max_mb for s in window), default=0.0)
     return results
 

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from flows.usage import tree_cpu_seconds
 
+# Command-line marks of Prefect's API server: the temporary one a flow process starts without PREFECT_API_URL,
+# and `prefect server start`. In a deployment it is shared infrastructure, so it is reported on its own.
+SERVER_MARKS = ("prefect.server.api", "server start")
+
 
 def descendants(root: int) -> list[int]:
     """`root` and every live process under it."""
@@ -58,6 +62,7 @@ class Sample:
     pss_mb: float
     rss_max_mb: float
     marked: bool  # a process whose command line contains one of the `|`-separated `mark`s was alive
+    server_pss_mb: float = 0.0  # the part of pss_mb that is Prefect's API server (temporary or `server start`)
 
 
 @dataclass
@@ -88,15 +93,25 @@ class TreeMonitor:
 
     def sample(self) -> None:
         pids = descendants(self.pid)
-        pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids) / 1024
+        pss_by = {p: _kb(f"/proc/{p}/smaps_rollup", "Pss:") / 1024 for p in pids}
         rss = max((_kb(f"/proc/{p}/status", "VmRSS:") for p in pids), default=0) / 1024
+        lines = {p: cmdline(p) for p in pids}
         marks = [m for m in self.mark.split("|") if m]
-        marked = any(m in cmdline(p) for p in pids[1:] for m in marks)
-        if pss:
-            self.samples.append(Sample(time.time(), tree_cpu_seconds(self.pid), pss, rss, marked))
+        marked = any(m in lines[p] for p in pids[1:] for m in marks)
+        server = sum(pss_by[p] for p in pids if any(m in lines[p] for m in SERVER_MARKS))
+        if sum(pss_by.values()):
+            self.samples.append(Sample(time.time(), tree_cpu_seconds(self.pid), sum(pss_by.values()), rss, marked,
+                                       server))
 
     def peak_pss_mb(self, since: float = 0.0) -> float:
         return max((s.pss_mb for s in self.samples if s.t >= since), default=0.0)
+
+    def peak_own_pss_mb(self, since: float = 0.0) -> float:
+        """Peak PSS of the tree without Prefect's API server: newsmon's own processes."""
+        return max((s.pss_mb - s.server_pss_mb for s in self.samples if s.t >= since), default=0.0)
+
+    def peak_server_pss_mb(self, since: float = 0.0) -> float:
+        return max((s.server_pss_mb for s in self.samples if s.t >= since), default=0.0)
 
     def peak_rss_mb(self, since: float = 0.0) -> float:
         return max((s.rss_max_mb for s in self.samples if s.t >= since), default=0.0)

@@ -115,27 +115,36 @@ async def _one(fetcher: Fetcher, pool: Executor, in_flight: asyncio.Semaphore, e
                settings: HttpSettings, keep_raw: bool,
                now: datetime) -> tuple[ExtractedText, str | None, RawPage | None]:
     if not entry.link:
-        return from_feed(entry, "the entry has no link"), None, None
+        return await _fallback(pool, entry, "the entry has no link"), None, None
     async with in_flight:  # a page's bytes live only inside this block
         try:
             resp = await fetcher.get(entry.link, max_bytes=settings.max_page_bytes)
         except FetchError as exc:
-            return from_feed(entry, str(exc)), str(exc), None
+            return await _fallback(pool, entry, str(exc)), str(exc), None
         job = partial(extract_page, resp.body, resp.final_url, resp.content_type, resp.charset,
                       entry.published_at, keep_raw)
         try:
             outcome: PageOutcome = await asyncio.get_running_loop().run_in_executor(pool, job)
         except Exception as exc:  # a crashed worker or an extractor bug must not sink the run
             msg = f"{entry.link}: extraction crashed ({type(exc).__name__}: {exc}); kept the feed summary"
-            return from_feed(entry, msg), msg, None
+            return await _fallback(pool, entry, msg), msg, None
     raw = None
     if outcome.packed is not None:
         codec, data = outcome.packed
         raw = RawPage(entry.article_id, resp.final_url, resp.content_type, resp.charset, codec, data,
                       len(resp.body), now)
     if outcome.extracted is None:
-        return from_feed(entry, outcome.error or "no text"), outcome.error, raw
+        return await _fallback(pool, entry, outcome.error or "no text"), outcome.error, raw
     return outcome.extracted, None, raw
+
+
+async def _fallback(pool: Executor, entry: Entry, reason: str) -> ExtractedText:
+    """The feed's own text in place of the page's, made in the pool: its workers hold the language model,
+    which the flow process then never loads (~80 MB)."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, partial(from_feed, entry, reason))
+    except Exception:  # a broken pool (a worker crashed): make it here
+        return from_feed(entry, reason)
 
 
 def build_article(entry: Entry, ext: ExtractedText, feed_name: str, now: datetime) -> Article:
