@@ -51,18 +51,19 @@ def fetch_articles(entries: Sequence[Entry], feed_names: Mapping[str, str], sett
 
 
 @contextmanager
-def extraction_pool(pages: int, workers: int) -> Iterator[Executor]:
+def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> Iterator[Executor]:
     """A process pool sized to the cores, or one thread for few pages.
 
     Workers are forks of a forkserver that has imported trafilatura and loaded the language model
     (extractors.preload), so a pool starts in well under a second and its workers share that memory.
+    `preload` names further modules the forkserver imports first (code the caller will run in the pool).
     """
     if pages < POOL_MIN_PAGES or workers < 2:
         with ThreadPoolExecutor(max_workers=1, initializer=warm_up) as ex:
             yield ex
         return
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["extractors.preload"])
+    ctx.set_forkserver_preload(["extractors.preload", *preload])
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm_up) as ex:
         # Start the workers now: started lazily, the first submit blocks the event loop while the forkserver
         # imports trafilatura, and every fetch in flight then loses that time from its deadline.

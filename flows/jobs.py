@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from extractors import pages
+from flows.derive import to_verdict
 from newsmon.records import Article, Verdict
-from newsmon.tagging import TagResult, Watchlist
+from newsmon.tagging import Watchlist
 from warehouse import Warehouse
 
 RETAG_BATCH = 500
@@ -49,12 +50,6 @@ class JobReport:
     flips: list[Flip] = field(default_factory=list)
     rules_versions: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
-
-
-def to_verdict(article_id: str, r: TagResult) -> Verdict:
-    return Verdict(article_id=article_id, watchlist=r.watchlist, rules_version=r.rules_version, match=r.match,
-                   score=r.score, tags=tuple(r.tags), scores=tuple(r.scores),
-                   evidence=tuple(e.to_dict() for e in r.evidence))
 
 
 def tag_articles(articles: Sequence[Article], watchlists: Sequence[Watchlist]) -> list[Verdict]:

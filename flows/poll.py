@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,10 +72,12 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     results = poll_task(quote(due), quote(states), settings.http, started)
     laps.lap("poll")
     found = identify(results, wh, started)
-    articles, page_errors, dupes = extract_new(found.new, settings, wh, started)
-    laps.lap("extract")
-    verdicts = tag_task(quote(articles), settings.tagging.rules)
-    articles, clusters = cluster_task(wh, quote(articles), settings.alerts, started)
+    # one pool for the run: pages' extraction, then the per-article tagging and signatures
+    with extraction_pool(len(found.new), default_workers(), preload=("flows.derive",)) as pool:
+        articles, page_errors, dupes = extract_new(found.new, settings, wh, started, pool)
+        laps.lap("extract")
+        verdicts, signatures = tag_task(quote(articles), settings.tagging.rules, pool)
+    articles, clusters = cluster_task(wh, quote(articles), quote(signatures), settings.alerts, started)
     alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
                          clusters={c.cluster_id: c for c in clusters},
                          window=timedelta(hours=settings.alerts.window_hours))
@@ -112,8 +115,8 @@ def identify(results: Sequence[FeedResult], wh: Warehouse, now: datetime) -> Res
     return resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
 
 
-def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse,
-                started: datetime) -> tuple[list[Article], list[tuple[str, str, str]], list[Alias]]:
+def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse, started: datetime,
+                pool: Executor) -> tuple[list[Article], list[tuple[str, str, str]], list[Alias]]:
     """Fetch and extract in batches; drop pages whose canonical URL is a stored (or earlier) article.
 
     Raw pages, when kept, are written per batch (their bytes never pile up over a run); a page whose
@@ -125,21 +128,18 @@ def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse,
     aliases: list[Alias] = []
     known: dict[str, str] = {}
     tick = progress.counter("pages", len(entries))
-    if not entries:
-        return articles, page_errors, aliases
-    with extraction_pool(len(entries), default_workers()) as pool:  # one pool for the run's batches
-        for i in range(0, len(entries), EXTRACT_BATCH):
-            got = extract_task(quote(entries[i:i + EXTRACT_BATCH]), quote(names), settings.http, started,
-                               settings.extraction.keep_raw_pages, tick, pool)
-            keys = lookup_keys(got.articles) - known.keys()
-            known.update(wh.article_ids_by_url_key(keys))
-            kept, dupes = drop_duplicates(got.articles, known)
-            articles += kept
-            aliases += dupes
-            page_errors += got.errors
-            kept_ids = {a.article_id for a in kept}
-            if got.raw_pages:
-                wh.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
+    for i in range(0, len(entries), EXTRACT_BATCH):
+        got = extract_task(quote(entries[i:i + EXTRACT_BATCH]), quote(names), settings.http, started,
+                           settings.extraction.keep_raw_pages, tick, pool)
+        keys = lookup_keys(got.articles) - known.keys()
+        known.update(wh.article_ids_by_url_key(keys))
+        kept, dupes = drop_duplicates(got.articles, known)
+        articles += kept
+        aliases += dupes
+        page_errors += got.errors
+        kept_ids = {a.article_id for a in kept}
+        if got.raw_pages:
+            wh.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
     return articles, page_errors, aliases
 
 

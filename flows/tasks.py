@@ -11,13 +11,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from extractors import pages, poller
-from flows import jobs, progress
+from flows import progress
+from flows.derive import Signature, tag_and_sign
 from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.deliver import DeliveryReport, deliver_pending, queue_signals
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
-from newsmon.tagging import load_watchlists
 from warehouse import StoreReport, Warehouse
 
 
@@ -41,9 +41,10 @@ def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: 
 
 
 @task(name="tag", cache_policy=NO_CACHE)
-def tag_task(articles: Sequence[Article], rules: Sequence[Path]) -> list[Verdict]:
-    """Tag every article with every watchlist."""
-    return jobs.tag_articles(articles, load_watchlists(list(rules)))
+def tag_task(articles: Sequence[Article], rules: Sequence[Path],
+             pool: Executor) -> tuple[list[Verdict], dict[str, Signature]]:
+    """Tag every article with every watchlist and sign it for clustering, in chunks on the run's pool."""
+    return tag_and_sign(articles, rules, pool)
 
 
 @task(name="store", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -54,11 +55,11 @@ def store_task(wh: Warehouse, batch: RunBatch, finished_at: datetime) -> StoreRe
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(wh: Warehouse, articles: Sequence[Article], alerts: AlertSettings,
-                 now: datetime) -> tuple[list[Article], list[ClusterRecord]]:
+def cluster_task(wh: Warehouse, articles: Sequence[Article], signatures: Mapping[str, Signature],
+                 alerts: AlertSettings, now: datetime) -> tuple[list[Article], list[ClusterRecord]]:
     """Put every new article in a story cluster: a recent one it copies, or a new one."""
     recent = wh.recent_clusters(since=now - timedelta(days=alerts.cluster_days))
-    return assign_clusters(articles, recent, threshold=alerts.cluster_similarity, now=now)
+    return assign_clusters(articles, recent, threshold=alerts.cluster_similarity, now=now, signatures=signatures)
 
 
 @task(name="queue-signals", cache_policy=NO_CACHE)

@@ -71,3 +71,20 @@ def test_a_later_copy_joins_the_stored_cluster_and_old_clusters_are_not_compared
     _, rows = wh.query("SELECT articles, outlets FROM story_clusters")
     assert rows == [(2, ["Interfax", "Wire"])]
     assert wh.query("SELECT DISTINCT cluster_id FROM articles")[1] == [(first[0].cluster_id,)]
+
+
+def test_signatures_worked_out_in_the_pool_give_the_same_clusters_and_verdicts_as_the_flow_process() -> None:
+    from extractors.pages import extraction_pool
+    from flows.derive import tag_and_sign
+    from flows.jobs import tag_articles
+    from newsmon.tagging import load_watchlists
+
+    stories = copies() + [art(f"d{i}", d["title"], d["text"], "Dev", 4) for i, d in enumerate(DEVSET[:60])]
+    with extraction_pool(100, 2, preload=("flows.derive",)) as pool:
+        verdicts, signatures = tag_and_sign(stories, [], pool)
+    assert verdicts == tag_articles(stories, load_watchlists())
+    assert len(signatures) == len(stories) and all(s is not None and len(s) == 128 for s in signatures.values())
+    here = assign_clusters(stories, [], threshold=0.45, now=NOW)
+    there = assign_clusters(stories, [], threshold=0.45, now=NOW, signatures=signatures)
+    assert here == there
+    assert len({a.cluster_id for a in there[0][:4]}) == 1  # the four copies still make one story

@@ -9,7 +9,7 @@ MinHash LSH index finds the candidates, so the cost per article does not grow wi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -49,6 +49,11 @@ def similarity(a: Article, b: Article) -> float:
     return float(sa.jaccard(sb)) if sa is not None and sb is not None else 0.0
 
 
+def _lean(hashvalues: Sequence[int] | None) -> LeanMinHash | None:
+    """A signature from its stored or precomputed hash values."""
+    return LeanMinHash(seed=1, hashvalues=list(hashvalues), scheme=SCHEME) if hashvalues else None
+
+
 def story_time(a: Article) -> datetime:
     return a.published_at or a.fetched_at
 
@@ -62,7 +67,7 @@ class _Index:
         self.seeds: dict[str, tuple[ClusterRecord, MinHash]] = {}
         for c in recent:
             if len(c.signature) == NUM_PERM and c.cluster_id not in self.seeds:
-                self.add(c, LeanMinHash(seed=1, hashvalues=list(c.signature), scheme=SCHEME))
+                self.add(c, _lean(c.signature))
 
     def add(self, cluster: ClusterRecord, mh: MinHash) -> None:
         self.seeds[cluster.cluster_id] = (cluster, mh)
@@ -75,17 +80,21 @@ class _Index:
 
 
 def assign_clusters(articles: Sequence[Article], recent: Iterable[ClusterRecord], *, threshold: float,
-                    now: datetime) -> tuple[list[Article], list[ClusterRecord]]:
+                    now: datetime, signatures: Mapping[str, Sequence[int] | None] | None = None,
+                    ) -> tuple[list[Article], list[ClusterRecord]]:
     """Give every article a cluster id: an existing recent cluster it copies, or a new one it seeds.
 
+    `signatures` (article id -> MinHash hash values, or None for a text too short) are used where given,
+    e.g. worked out in parallel beforehand; other articles are signed here.
     Returns the articles (with `cluster_id` set, input order kept) and every cluster they created or
     joined (a joined cluster's `first_published_at` is lowered when an earlier-dated copy turns up).
     """
+    given = signatures or {}
     index = _Index(recent, threshold)
     touched: dict[str, ClusterRecord] = {}
     assigned: dict[str, str] = {}
     for a in sorted(articles, key=lambda x: (story_time(x), x.article_id)):
-        mh = signature(a.title, a.text)
+        mh = _lean(given[a.article_id]) if a.article_id in given else signature(a.title, a.text)
         hit = index.best(mh) if mh is not None else None
         if hit is None:
             hit = ClusterRecord(stable_id("cluster", a.article_id), a.article_id, a.title, story_time(a), now,
