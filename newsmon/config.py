@@ -36,7 +36,7 @@ class HttpSettings:
     allow_private_networks: bool = False
     contact_url: str = "https://github.com/newsmon/newsmon"
     timeout_s: float = 20.0
-    max_concurrency: int = 16
+    max_concurrency: int = 32
     max_per_host: int = 2
     max_feed_bytes: int = 10_000_000
     max_page_bytes: int = 5_000_000
