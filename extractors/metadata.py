@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from htmldate import find_date
 from lxml.html import HtmlElement
 
 _PUBLISHED_XPATHS = (
@@ -21,13 +21,18 @@ _PUBLISHED_XPATHS = (
 
 
 def published_at(
-    tree: HtmlElement, htmldate: str | None, feed_date: datetime | None
+    tree: HtmlElement, json_ld: list[dict[str, Any]], url: str, feed_date: datetime | None
 ) -> tuple[datetime | None, str | None]:
-    """Publication time from page metadata, else htmldate's day, else the feed (then with a note)."""
+    """Publication time from page metadata, else htmldate's day, else the feed (then with a note).
+
+    ``json_ld`` is the page's JSON-LD objects (``pagemeta.json_ld_objects``). htmldate (~1 ms a page) runs
+    only when neither the meta tags nor the JSON-LD carry a publication time.
+    """
     feed_utc = as_utc(feed_date)
-    page = _page_published(tree)
+    page = page_published(tree, json_ld)
     if page is not None:
         return page, None
+    htmldate = find_date(tree, url=canonical_url(tree, url) or url, **date_params(feed_date))
     day = _parse_datetime(htmldate) if htmldate else None
     if day is not None:
         if feed_utc is not None and feed_utc.date() == day.date():
@@ -52,35 +57,30 @@ def canonical_url(tree: HtmlElement, url: str) -> str | None:
     return None
 
 
-def _page_published(tree: HtmlElement) -> datetime | None:
+def date_params(feed_date: datetime | None) -> dict[str, Any]:
+    """htmldate settings; a story is not dated after its feed entry (plus a day of time-zone slack).
+
+    Without a feed date htmldate bounds dates by today itself: the one clock read, inside the library.
+    """
+    params: dict[str, Any] = {"original_date": True, "extensive_search": True}
+    feed_utc = as_utc(feed_date)
+    if feed_utc is not None:
+        params["max_date"] = (feed_utc + timedelta(days=1)).strftime("%Y-%m-%d")
+    return params
+
+
+def page_published(tree: HtmlElement, json_ld: list[dict[str, Any]]) -> datetime | None:
+    """Publication time declared by the page: meta tags, then JSON-LD datePublished."""
     for xpath in _PUBLISHED_XPATHS:
         for value in tree.xpath(xpath):
             parsed = _parse_datetime(str(value))
             if parsed is not None:
                 return parsed
-    return _json_ld_published(tree)
-
-
-def _json_ld_published(tree: HtmlElement) -> datetime | None:
-    for script in tree.xpath("//script[@type='application/ld+json']/text()"):
-        try:
-            data = json.loads(str(script))
-        except ValueError:
-            continue
-        for item in _json_ld_items(data):
-            parsed = _parse_datetime(str(item.get("datePublished") or ""))
-            if parsed is not None:
-                return parsed
+    for item in json_ld:
+        parsed = _parse_datetime(str(item.get("datePublished") or ""))
+        if parsed is not None:
+            return parsed
     return None
-
-
-def _json_ld_items(data: Any) -> list[dict[str, Any]]:
-    """Flatten JSON-LD lists and @graph containers into their objects."""
-    if isinstance(data, list):
-        return [item for element in data for item in _json_ld_items(element)]
-    if isinstance(data, dict):
-        return [data, *_json_ld_items(data.get("@graph", []))]
-    return []
 
 
 def _parse_datetime(value: str) -> datetime | None:
