@@ -4,34 +4,32 @@
 the bytes itself (HTTP charset, then the page's declaration, then detection), runs trafilatura without
 comments, and retries once in recall mode when the first pass finds too little. Title, author and site
 name come from extractors.pagemeta, the date from extractors.metadata (trafilatura's own metadata pass
-cost ~8 ms a page, mostly for fields newsmon never uses: python -m bench.metadata_quality). ``from_feed``
-is the fallback the pipeline uses when a page cannot be fetched or extracted. Everything here is
+cost ~8 ms a page, mostly for fields newsmon never uses: python -m bench.metadata_quality). The fallback
+for a page that cannot be fetched or extracted is extractors.summary.from_feed. Everything here is
 module-level and picklable, so it can run in a process pool.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 from datetime import datetime
 from typing import Any
 
-import lxml.html
 from lxml.html import HtmlElement
 from trafilatura import bare_extraction, load_html
 from trafilatura.settings import Document
 
 from extractors.encoding import charset_from_content_type, decode_html
-from extractors.language import choose_language, declared_language, detect_language, normalise_language
+from extractors.language import choose_language, declared_language, detect_language
 from extractors.linkblocks import prune_link_blocks
-from extractors.metadata import as_utc, canonical_url, published_at
+from extractors.metadata import canonical_url, published_at
 from extractors.pagemeta import json_ld_objects, page_meta
 from extractors.sniff import inflate, refuse_non_html
 from newsmon.errors import ExtractionEmpty, ExtractionError
-from newsmon.records import Entry, ExtractedText
+from newsmon.records import ExtractedText
 
-__all__ = ["MIN_WORDS", "canonical_url", "detect_language", "extract_article", "from_feed", "prune_link_blocks",
+__all__ = ["MIN_WORDS", "canonical_url", "detect_language", "extract_article", "prune_link_blocks",
            "published_at"]
 
 # Fewer words than this after the first pass triggers a recall retry; after the retry, ExtractionEmpty.
@@ -52,29 +50,7 @@ TRAFILATURA_OPTIONS: dict[str, Any] = {
 }
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
-_BLOCK_TAGS = frozenset(
-    {
-        "p",
-        "div",
-        "br",
-        "li",
-        "ul",
-        "ol",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "tr",
-        "table",
-        "section",
-        "article",
-        "pre",
-        "figure",
-    }
-)
+
 
 
 def extract_article(
@@ -128,39 +104,6 @@ def _extract(
     )
 
 
-def from_feed(entry: Entry, reason: str) -> ExtractedText:
-    """The feed's own title and summary (HTML stripped) standing in for the article text."""
-    title = strip_html(entry.title)
-    summary = strip_html(entry.summary)
-    text = "\n\n".join([title] if summary in {"", title} else [title, summary]).strip()
-    return ExtractedText(
-        text=text,
-        title=title or None,
-        author=_clean(entry.author),
-        published_at=as_utc(entry.published_at or entry.updated_at),
-        language=_feed_language(entry.language, text),
-        status="summary",
-        note=reason,
-    )
-
-
-def strip_html(fragment: str | None) -> str:
-    """Plain text of an HTML fragment: tags, scripts and entities gone, paragraphs on their own lines."""
-    if not fragment or not fragment.strip():
-        return ""
-    if "<" not in fragment:
-        return _squeeze(html.unescape(fragment))
-    try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
-    except Exception:  # lxml raises several types on hopeless markup; fall back to a regex
-        return _squeeze(html.unescape(re.sub(r"<[^>]*>", " ", fragment)))
-    for element in root.iter("script", "style", "noscript"):
-        element.drop_tree()
-    for element in root.iter(*_BLOCK_TAGS):
-        element.tail = "\n" + (element.tail or "")
-    return _squeeze(root.text_content())
-
-
 def _parse(text: str, url: str) -> HtmlElement:
     # lxml refuses str input that carries an XML encoding declaration, and the text is decoded already.
     tree = load_html(_XML_DECLARATION.sub("", text, count=1))
@@ -198,17 +141,3 @@ def _word_count(document: Document | None) -> int:
     if document is None or not document.text:
         return 0
     return len(document.text.split()) + len(_CJK.findall(document.text)) // 2
-
-
-def _clean(value: str | None) -> str | None:
-    return " ".join(value.split()) or None if value else None
-
-
-def _squeeze(text: str) -> str:
-    """Collapse runs of spaces within lines and blank lines between them."""
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
-
-
-def _feed_language(label: str | None, text: str) -> str | None:
-    return normalise_language(label) or detect_language(text)

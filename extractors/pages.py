@@ -15,9 +15,9 @@ from functools import partial
 from itertools import zip_longest
 from urllib.parse import urlsplit
 
-from extractors.articles import from_feed
 from extractors.http import Fetcher
 from extractors.rawpages import unpack
+from extractors.summary import from_feed
 from extractors.worker import PageOutcome, extract_page, warm_up
 from newsmon.config import HttpSettings
 from newsmon.errors import ExtractionError, FetchError

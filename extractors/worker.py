@@ -1,7 +1,9 @@
 """What runs inside an extraction worker process: a warm-up (the pool initializer) and one job per page.
 
-Both are module-level and picklable; the forkserver preloads this module, so trafilatura and lxml are
-imported once and every worker starts from that image.
+Both are module-level and picklable; the forkserver runs the warm-up once (extractors.preload), so
+trafilatura, lxml and the language model are loaded once and every worker starts from that image. The flow
+process imports this module too (to submit jobs), but never trafilatura: extractors.articles is imported
+by the warm-up, inside the pool.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from extractors.articles import extract_article
 from extractors.language import detect_language
 from extractors.rawpages import pack
 from newsmon.errors import ExtractionError
@@ -26,13 +27,17 @@ class PageOutcome:
 
 
 def warm_up() -> None:
-    """Pool initializer: load the language model (~0.5 s) once per worker, before its first page."""
+    """Import trafilatura (~1 s) and load the language model (~0.5 s) before the first page."""
+    import extractors.articles  # noqa: F401
+
     detect_language("This sentence is long enough for the language detector to load its model.")
 
 
 def extract_page(body: bytes, url: str, content_type: str | None, charset: str | None,
                  feed_date: datetime | None, keep_raw: bool) -> PageOutcome:
     """Extract one page (never raises ExtractionError: it becomes `error`), packing the body if asked."""
+    from extractors.articles import extract_article  # loaded by warm_up already
+
     packed = pack(body) if keep_raw else None
     try:
         ext = extract_article(body, url, content_type=content_type, http_encoding=charset, feed_date=feed_date)

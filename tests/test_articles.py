@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from extractors.articles import detect_language, extract_article, from_feed
+from extractors.articles import detect_language, extract_article
 from extractors.encoding import decode_html
+from extractors.summary import from_feed
 from newsmon.errors import ExtractionEmpty, ExtractionError
 from newsmon.records import Entry, ExtractedText
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from extractors.articles import from_feed
 from extractors.feeds import entry_key, fingerprint, normalize_link, parse_feed, strip_html
 from extractors.identity import Resolution, all_aliases, resolve_entries
 from extractors.pages import build_article
+from extractors.summary import from_feed
 from newsmon.errors import FeedParseError
 from newsmon.records import FeedResult, FeedSpec, RunBatch
 from warehouse.duckdb_store import DuckDBWarehouse
