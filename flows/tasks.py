@@ -58,6 +58,8 @@ def store_task(wh: Warehouse, batch: RunBatch, finished_at: datetime) -> StoreRe
 def cluster_task(wh: Warehouse, articles: Sequence[Article], signatures: Mapping[str, Signature],
                  alerts: AlertSettings, now: datetime) -> tuple[list[Article], list[ClusterRecord]]:
     """Put every new article in a story cluster: a recent one it copies, or a new one."""
+    if not articles:  # an unchanged poll: no need to read and index the recent clusters (~0.25 s at 5,000)
+        return [], []
     recent = wh.recent_clusters(since=now - timedelta(days=alerts.cluster_days))
     return assign_clusters(articles, recent, threshold=alerts.cluster_similarity, now=now, signatures=signatures)
 
