@@ -133,7 +133,8 @@ def positive_page(base_url: str, now: datetime, n: int) -> bytes:
                    f"megawatts, site {chr(65 + k % 26)}{n}, review {n}-{k * 3}." for k in range(60))
     end = "after the meeting.</p>"  # the last paragraph of the story body
     text = text.replace(end, f"{end}\n<p>{own}</p>", 1)
-    return render_template(text, base_url=base_url, now=now).encode("utf-8")
+    # the demo page names one canonical address per host: stories n and m on one host would be one article
+    return _OWN_ADDRESS.sub(b"", render_template(text, base_url=base_url, now=now).encode("utf-8"))
 
 
 def build_site(spec: SiteSpec, pages: list[bytes], port: int, now: datetime) -> Site:
