@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 Behaviour = Callable[[socket.socket, threading.Event], None]
 
@@ -140,7 +141,21 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class TlsServer:
+class _ThreadedHttp:
+    """A ThreadingHTTPServer (`self._httpd`) served from a daemon thread while the `with` block runs."""
+
+    _httpd: ThreadingHTTPServer
+
+    def __enter__(self) -> Self:
+        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class TlsServer(_ThreadedHttp):
     """HTTPS on 127.0.0.1 with a self-signed certificate; answers a valid feed to anyone who trusts it."""
 
     def __init__(self, folder: Path) -> None:
@@ -167,14 +182,6 @@ class TlsServer:
         self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self.base_url = f"https://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def __enter__(self) -> TlsServer:
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
 
 # --- a generated many-feed site for the crash test -------------------------------------------------------
 
@@ -194,7 +201,7 @@ PLAIN_TEXT = (
 _SYLLABLES = "ka lo mi ne su ta ri po ve du zo fa gi ho ju be".split()
 
 
-class ManyFeedSite:
+class ManyFeedSite(_ThreadedHttp):
     """`feeds` RSS feeds of `items` items each, plus one article page per item. Every `match_every`-th item
     is a story the built-in watchlist matches. `visible` (items per feed shown) can grow between runs."""
 
@@ -224,14 +231,6 @@ class ManyFeedSite:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self._httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> ManyFeedSite:
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def feed_urls(self) -> list[tuple[str, str]]:
         return [(f"feed {f:02d}", f"{self.base_url}/feeds/{f}.xml") for f in range(self.feeds)]
