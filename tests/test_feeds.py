@@ -11,6 +11,7 @@ from extractors.pages import build_article
 from extractors.summary import from_feed
 from newsmon.errors import FeedParseError
 from newsmon.records import FeedResult, FeedSpec, RunBatch
+from tests.test_warehouse import v1_file
 from warehouse.duckdb_store import DuckDBWarehouse
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -181,13 +182,9 @@ def test_an_edited_entry_updates_in_place_keeps_its_dates_and_does_not_come_back
 
 
 def test_a_v1_warehouse_is_migrated_with_its_keys_as_aliases(tmp_path: Path) -> None:
-    import duckdb
 
-    from warehouse.schema import MIGRATIONS
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(MIGRATIONS[0])
-    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con = v1_file(path)
     con.execute("INSERT INTO articles (article_id, url, feed_url, entry_key, title, summary, fetched_at) VALUES "
                 "('old', 'https://news.example/a', ?, 'https://news.example/a', 'A', 'a', ?)", [FEED_URL, WHEN])
     con.close()

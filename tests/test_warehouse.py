@@ -54,6 +54,14 @@ def alert(i: int) -> AlertRecord:
                        channel_name="json://127.0.0.1")
 
 
+def v1_file(path: Path) -> duckdb.DuckDBPyConnection:
+    """A warehouse file as version 1 of the schema made it, open for the test to add old rows."""
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    return con
+
+
 def count(wh: DuckDBWarehouse, table: str) -> int:
     return wh.query(f"SELECT count(*) FROM {table}")[1][0][0]
 
@@ -158,9 +166,7 @@ def test_evidence_rows_and_daily_counts_need_no_json(tmp_path: Path) -> None:
 
 def test_a_v1_file_is_upgraded_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(MIGRATIONS[0])
-    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con = v1_file(path)
     con.execute("INSERT INTO feeds (feed_url, name, etag) VALUES ('https://news.example/rss', 'Example', 'e0')")
     con.execute("INSERT INTO articles (article_id, url, feed_url, feed_name, entry_key, title, text, fetched_at, "
                 "run_id) VALUES ('old1', 'https://news.example/old', 'https://news.example/rss', 'Example', 'k', "
@@ -384,14 +390,10 @@ def test_run_lock_excludes_a_second_run(tmp_path: Path) -> None:
 
 
 def test_a_version_1_file_is_upgraded_with_each_old_story_its_own_cluster(tmp_path: Path) -> None:
-    import duckdb
 
-    from warehouse.schema import MIGRATIONS
 
     path = tmp_path / "v1.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(MIGRATIONS[0])
-    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con = v1_file(path)
     con.execute("INSERT INTO articles (article_id, url, feed_url, feed_name, entry_key, title, fetched_at) "
                 "VALUES ('a0', 'https://n.example/0', 'https://n.example/rss', 'N', 'k0', 'Old', ?)", [NOW])
     con.execute("INSERT INTO verdicts VALUES ('a0', 'az_ru', '1', true, 5.0, ['az_ru'], ?)", [NOW])
@@ -409,12 +411,9 @@ def test_a_version_1_file_is_upgraded_with_each_old_story_its_own_cluster(tmp_pa
 
 
 def test_a_v1_file_is_migrated_keeping_tags_and_backfilling_url_keys(tmp_path: Path) -> None:
-    import duckdb
 
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(MIGRATIONS[0])
-    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con = v1_file(path)
     con.execute("INSERT INTO articles (article_id, url, canonical_url, feed_url, entry_key, fetched_at) VALUES "
                 "('a1', 'https://www.News.example/x/?utm=1', 'https://www.news.example/story/#top', 'f', 'k', now())")
     con.execute("""INSERT INTO tags VALUES ('a1', 'az_ru', 'az_ru', 5.0, true, '2025.1',
