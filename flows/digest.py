@@ -12,7 +12,6 @@ from newsmon.alerts.digest import send_digest
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import load_settings
 from warehouse import open_warehouse
-from warehouse.lock import run_lock
 
 
 def _run_name() -> str:
@@ -28,10 +27,13 @@ def daily_digest(config: str = "newsmon.toml", hours: float = 24.0) -> dict[str,
     routed for digests. Sent at most once per channel and period, however often it runs."""
     settings = load_settings(config)
     now = datetime.now(UTC)
-    with run_lock(settings.warehouse.path, wait_s=settings.warehouse.lock_timeout_s):
-        wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
+    wh = open_warehouse(settings.warehouse)
+    try:
         digest, queued, report = send_digest(wh, settings.alerts, AppriseNotifier(),
                                              since=timedelta(hours=hours), now=now)
+        wh.runs.sync_alerts()
+    finally:
+        wh.close()
     get_run_logger().info("digest: %d stories, %d messages sent, %d errors", len(digest.stories),
                           report.messages, len(report.errors))
     return {"stories": len(digest.stories), "queued": queued, "sent": report.messages, "errors": report.errors}

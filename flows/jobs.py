@@ -76,13 +76,13 @@ def retag(wh: Warehouse, watchlists: Sequence[Watchlist], *, since: datetime | N
     """Re-tag stored articles with the current rules; with dry_run, only report what would flip."""
     report = JobReport(rules_versions={w.name: w.version for w in watchlists}, dry_run=dry_run)
     after = ""
-    while batch := wh.stored_articles(since=since, after=after, limit=RETAG_BATCH):
+    while batch := wh.archive.stored_articles(since=since, after=after, limit=RETAG_BATCH):
         after = batch[-1].article_id
         verdicts = tag_articles(batch, watchlists)
-        report.flips += flips(batch, verdicts, wh.stored_verdicts(a.article_id for a in batch))
+        report.flips += flips(batch, verdicts, wh.archive.stored_verdicts(a.article_id for a in batch))
         report.examined += len(batch)
         if not dry_run:
-            wh.replace_verdicts(verdicts, now=now)
+            wh.archive.replace_verdicts(verdicts, now=now)
             report.retagged += len(batch)
     return report
 
@@ -93,7 +93,7 @@ def reextract(wh: Warehouse, watchlists: Sequence[Watchlist], *, since: datetime
     report = JobReport(rules_versions={w.name: w.version for w in watchlists})
     after = ""
     with pages.extraction_pool(REEXTRACT_BATCH, workers or pages.default_workers()) as pool:
-        while batch := wh.stored_raw_pages(since=since, after=after, limit=REEXTRACT_BATCH):
+        while batch := wh.archive.stored_raw_pages(since=since, after=after, limit=REEXTRACT_BATCH):
             after = batch[-1][0].article_id
             report.examined += len(batch)
             changed = []
@@ -102,10 +102,10 @@ def reextract(wh: Warehouse, watchlists: Sequence[Watchlist], *, since: datetime
                     report.failed.append((old.url, result))
                 elif _differs(result, old):
                     changed.append(result)
-            wh.update_articles(changed)
+            wh.archive.update_articles(changed)
             verdicts = tag_articles(changed, watchlists)
-            report.flips += flips(changed, verdicts, wh.stored_verdicts(a.article_id for a in changed))
-            wh.replace_verdicts(verdicts, now=now)
+            report.flips += flips(changed, verdicts, wh.archive.stored_verdicts(a.article_id for a in changed))
+            wh.archive.replace_verdicts(verdicts, now=now)
             report.changed_text += len(changed)
             report.retagged += len(changed)
     return report

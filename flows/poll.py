@@ -22,10 +22,8 @@ from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, sig
 from flows.usage import tree_cpu_seconds
 from newsmon.alerts.policy import plan_alerts
 from newsmon.config import Settings, load_settings
-from newsmon.errors import WarehouseLocked
 from newsmon.records import Alias, Article, Entry, FeedResult, RunBatch
 from warehouse import Warehouse, open_warehouse
-from warehouse.lock import run_lock
 
 EXTRACT_BATCH = 500
 
@@ -43,15 +41,8 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
     in the DuckDB warehouse in one transaction, then deliver pending alerts. Returns a run summary."""
     settings = load_settings(config)
     logger = get_run_logger()
-    try:
-        with run_lock(settings.warehouse.path, wait_s=settings.warehouse.lock_timeout_s):
-            summary = run_pipeline(settings)
-    except WarehouseLocked as exc:
-        logger.warning(str(exc))
-        return {"config": str(settings.source), "skipped": str(exc)}
+    summary = run_pipeline(settings)
     publish_summary(summary)
-    if str(summary.get("storage", "")).startswith("spooled"):
-        logger.warning("run %s %s", summary["run_id"], summary["storage"])
     for f in summary["failed_feeds"]:
         logger.warning("feed %s failed: %s", f["name"], f["error"])
     for f in summary["gone_feeds"]:
@@ -65,9 +56,16 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
     """One run's recipe. Collections that grow with the run go to tasks inside `quote`: Prefect would otherwise
     walk every element of every parameter looking for futures (3.8 s of a 400-article run, profiled)."""
     started = datetime.now(UTC)
+    wh = open_warehouse(settings.warehouse)
+    try:
+        return _run(settings, wh, started)
+    finally:
+        wh.close()
+
+
+def _run(settings: Settings, wh: Warehouse, started: datetime) -> dict[str, Any]:
     laps = StageClock()
-    wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
-    states = wh.feed_states()
+    states = wh.runs.feed_states()
     due, waiting = split_due(settings.feeds, states, started)
     results = poll_task(quote(due), quote(states), settings.http, started)
     laps.lap("poll")
@@ -77,7 +75,7 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
         articles, page_errors, dupes = extract_new(found.new, settings, wh, started, pool)
         laps.lap("extract")
         verdicts, signatures = tag_task(quote(articles), settings.tagging.rules, pool)
-    articles, clusters = cluster_task(wh, quote(articles), quote(signatures), settings.alerts, started)
+    articles, clusters = cluster_task(wh.runs, quote(articles), quote(signatures), settings.alerts, started)
     alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
                          clusters={c.cluster_id: c for c in clusters},
                          window=timedelta(hours=settings.alerts.window_hours))
@@ -87,10 +85,11 @@ def run_pipeline(settings: Settings) -> dict[str, Any]:
                      alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
                      aliases=tuple(point_at_kept(found.aliases, dupes)), edits=tuple(found.edits),
                      url_aliases=tuple(dupes))
-    stored = store_task(wh, quote(batch), datetime.now(UTC))
+    stored = store_task(wh.runs, quote(batch), datetime.now(UTC))
     laps.lap("store")
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
+    wh.runs.sync_alerts()
     laps.lap("alert")
     summary = summarize(batch, report.sent, report.errors, laps, waiting=[f.name for f in waiting])
     return summary | {"alert_messages": report.messages, "storage": stored.describe()}
@@ -112,7 +111,7 @@ class StageClock:
 
 def identify(results: Sequence[FeedResult], wh: Warehouse, now: datetime) -> Resolution:
     """New stories (each once, however many feeds or GUIDs carry it), edits of stored ones, aliases to keep."""
-    return resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
+    return resolve_entries(results, wh.runs.known_entries(all_aliases(results)), now=now)
 
 
 def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse, started: datetime,
@@ -132,14 +131,14 @@ def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse, sta
         got = extract_task(quote(entries[i:i + EXTRACT_BATCH]), quote(names), settings.http, started,
                            settings.extraction.keep_raw_pages, tick, pool)
         keys = lookup_keys(got.articles) - known.keys()
-        known.update(wh.article_ids_by_url_key(keys))
+        known.update(wh.runs.article_ids_by_url_key(keys))
         kept, dupes = drop_duplicates(got.articles, known)
         articles += kept
         aliases += dupes
         page_errors += got.errors
         kept_ids = {a.article_id for a in kept}
         if got.raw_pages:
-            wh.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
+            wh.archive.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
     return articles, page_errors, aliases
 
 

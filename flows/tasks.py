@@ -19,6 +19,7 @@ from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from warehouse import StoreReport, Warehouse
+from warehouse.store import RunStore
 
 
 @task(name="poll-feeds", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -48,19 +49,19 @@ def tag_task(articles: Sequence[Article], rules: Sequence[Path],
 
 
 @task(name="store", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def store_task(wh: Warehouse, batch: RunBatch, finished_at: datetime) -> StoreReport:
-    """Write the run in one transaction; if another process holds the file, the run stays spooled next to
-    it and the next run stores it."""
-    return wh.store_run(batch, finished_at=finished_at)
+def store_task(runs: RunStore, batch: RunBatch, finished_at: datetime) -> StoreReport:
+    """Claim the run's stories and alerts in the state database, write its records to the lake in one commit,
+    then release its alerts for delivery (warehouse/store.py)."""
+    return runs.store_run(batch, finished_at=finished_at)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(wh: Warehouse, articles: Sequence[Article], signatures: Mapping[str, Signature],
+def cluster_task(runs: RunStore, articles: Sequence[Article], signatures: Mapping[str, Signature],
                  alerts: AlertSettings, now: datetime) -> tuple[list[Article], list[ClusterRecord]]:
     """Put every new article in a story cluster: a recent one it copies, or a new one."""
     if not articles:  # an unchanged poll: no need to read and index the recent clusters (~0.25 s at 5,000)
         return [], []
-    recent = wh.recent_clusters(since=now - timedelta(days=alerts.cluster_days))
+    recent = runs.recent_clusters(since=now - timedelta(days=alerts.cluster_days))
     return assign_clusters(articles, recent, threshold=alerts.cluster_similarity, now=now, signatures=signatures)
 
 

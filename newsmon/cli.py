@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("--quiet", "-q", action="store_true", help="print nothing unless something failed")
     run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's own log lines")
+    cmd("migrate", "Move a single-file DuckDB warehouse of an earlier release ([warehouse] path) into the "
+        "state database and the DuckLake; runs by itself on first use too.", cmd_migrate)
     cmd("serve", "Run the poll flow on the [schedule] interval with Prefect serve (no server needed); "
         "Ctrl-C stops.", cmd_serve)
     demo = cmd("demo", "Offline demo: serve a bundled news site on 127.0.0.1, run the full pipeline into a "
@@ -77,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help='read lines {"id","title","text"} on stdin, write one result line per input')
     tag.add_argument("--title", default="", help="the title of the text (weighted above the body)")
     tag.add_argument("--watchlist", help="name of the watchlist to report (default: the built-in one)")
-    sql = cmd("sql", "Run one SQL query on the warehouse, read-only, and print a table.", cmd_sql)
-    sql.add_argument("query", help='e.g. "SELECT title, score FROM matches ORDER BY published_at DESC"')
+    sql = cmd("sql", "Run one SQL query on the warehouse, read-only, and print a table; or, with --attach, "
+              "print the SQL that attaches the warehouse in your own DuckDB session (Python, DBeaver).", cmd_sql)
+    sql.add_argument("query", nargs="?", help='e.g. "SELECT title, score FROM matches ORDER BY published_at DESC"')
+    sql.add_argument("--attach", action="store_true", help="print LOAD/ATTACH/USE statements that make the "
+                     "warehouse's tables and views queryable by name in a fresh DuckDB connection, read-only")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     report = cmd("report", "Write the analysts' HTML report (stories with evidence, trends, feed health); "
                  "one self-contained file that opens without network.", cmd_report)
@@ -208,20 +213,24 @@ def _jsonl_doc(line: str, n: int) -> dict[str, Any]:
 
 
 def _open_read_only(args: argparse.Namespace) -> Any:
-    from warehouse import open_warehouse
+    from warehouse import open_reader
 
-    settings = load_settings(args.config)
-    wh = open_warehouse(settings.warehouse.path, lock_timeout_s=min(5.0, settings.warehouse.lock_timeout_s),
-                        read_only=True)
-    if pending := wh.pending_spool():
-        print(f"newsmon: note: {pending} spooled batch(es) in {wh.path}.spool are not in the warehouse yet "
-              "(another process held the file when they were stored); the next run stores them", file=sys.stderr)
-    return wh
+    return open_reader(load_settings(args.config).warehouse)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from newsmon.console import print_rows
 
+    if args.attach:
+        from warehouse import location, open_reader
+        from warehouse.attach import analyst_sql
+
+        settings = load_settings(args.config)
+        open_reader(settings.warehouse).close()  # created (or migrated) if it is not there yet
+        print(analyst_sql(location(settings.warehouse)), end="")
+        return EXIT_OK
+    if not args.query:
+        raise ConfigError('newsmon sql needs a query, e.g. newsmon sql "SELECT count(*) FROM articles", or --attach')
     cols, rows = _open_read_only(args).query(args.query)
     print_rows(cols, rows, args.format)
     return EXIT_OK
@@ -247,7 +256,6 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from newsmon.alerts.digest import build_digest, send_digest
     from newsmon.alerts.notify import AppriseNotifier
     from warehouse import open_warehouse
-    from warehouse.lock import run_lock
 
     settings = load_settings(args.config)
     now = datetime.now(UTC)
@@ -256,9 +264,12 @@ def cmd_digest(args: argparse.Namespace) -> int:
         print({"text": digest.text, "markdown": lambda: digest.markdown().body,
                "html": lambda: digest.html().body}[args.format]())
         return EXIT_OK
-    with run_lock(settings.warehouse.path, wait_s=settings.warehouse.lock_timeout_s):
-        wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s)
+    wh = open_warehouse(settings.warehouse)
+    try:
         digest, queued, report = send_digest(wh, settings.alerts, AppriseNotifier(), since=args.since, now=now)
+        wh.runs.sync_alerts()
+    finally:
+        wh.close()
     print(f"{len(digest.stories)} stories; {queued} digest(s) queued, {report.messages} sent"
           + "".join(f"\nerror: {e}" for e in report.errors))
     return EXIT_FEEDS_FAILED if report.errors else EXIT_OK
@@ -348,22 +359,20 @@ def since_date(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _maintenance(args: argparse.Namespace, job: Any, *, write: bool) -> int:
-    """Open the warehouse (holding the run lock when writing), run `job(warehouse, watchlists)`, print it."""
+def _maintenance(args: argparse.Namespace, job: Any) -> int:
+    """Open the warehouse, run `job(warehouse, watchlists)`, print its report."""
     from newsmon.tagging import load_watchlists
-    from warehouse import open_warehouse
-    from warehouse.lock import run_lock
+    from warehouse import location, open_warehouse
 
     settings = load_settings(resolve_config_path(args.config))
     watchlists = load_watchlists(list(settings.tagging.rules))
-    wh_path = settings.warehouse.path
-    if not wh_path.exists():
-        raise StorageError(f"{wh_path}: no warehouse here yet; run `newsmon run` first")
-    if not write:
-        report = job(open_warehouse(wh_path, lock_timeout_s=settings.warehouse.lock_timeout_s), watchlists)
-    else:
-        with run_lock(wh_path, wait_s=settings.warehouse.lock_timeout_s):
-            report = job(open_warehouse(wh_path, lock_timeout_s=settings.warehouse.lock_timeout_s), watchlists)
+    if not location(settings.warehouse).exists() and not settings.warehouse.path.exists():
+        raise StorageError(f"{settings.warehouse.catalog_target}: no warehouse here yet; run `newsmon run` first")
+    wh = open_warehouse(settings.warehouse)
+    try:
+        report = job(wh, watchlists)
+    finally:
+        wh.close()
     from newsmon.console import print_job_report
 
     print_job_report(report)
@@ -374,15 +383,30 @@ def cmd_retag(args: argparse.Namespace) -> int:
     from flows.jobs import retag
 
     now = datetime.now(UTC)
-    return _maintenance(args, lambda wh, wls: retag(wh, wls, since=args.since, dry_run=args.dry_run, now=now),
-                        write=not args.dry_run)
+    return _maintenance(args, lambda wh, wls: retag(wh, wls, since=args.since, dry_run=args.dry_run, now=now))
 
 
 def cmd_reextract(args: argparse.Namespace) -> int:
     from flows.jobs import reextract
 
     now = datetime.now(UTC)
-    return _maintenance(args, lambda wh, wls: reextract(wh, wls, since=args.since, now=now), write=True)
+    return _maintenance(args, lambda wh, wls: reextract(wh, wls, since=args.since, now=now))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from warehouse import open_warehouse
+    from warehouse.legacy import MIGRATED_SUFFIX, legacy_file
+
+    settings = load_settings(resolve_config_path(args.config)).warehouse
+    old = legacy_file(settings)
+    if old is None:
+        print(f"nothing to migrate: {settings.path} is not a single-file DuckDB warehouse "
+              f"(the warehouse is {settings.catalog_target} with data in {settings.data_folder})")
+        return EXIT_OK
+    open_warehouse(settings).close()
+    print(f"migrated {old} into {settings.catalog_target} (data in {settings.data_folder}/) and "
+          f"{settings.state_path}; the old file is kept as {old.name}{MIGRATED_SUFFIX}")
+    return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:

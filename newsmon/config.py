@@ -27,8 +27,29 @@ DEFAULT_CONFIG_NAME = "newsmon.toml"
 
 @dataclass(frozen=True)
 class WarehouseSettings:
+    """Where the records (a DuckLake: catalog + data folder) and the pipeline's state database live.
+
+    `path` names the warehouse; the catalog, data folder and state database default to files beside it
+    (`<stem>.ducklake`, `<stem>.files/`, `<stem>.state.sqlite`). A `path` that is a single-file DuckDB
+    warehouse of an earlier release is migrated into them on first use.
+    """
+
     path: Path
-    lock_timeout_s: float = 60.0
+    catalog: str = ""
+    data_path: Path | None = None
+    state: Path | None = None
+
+    @property
+    def catalog_target(self) -> str:
+        return self.catalog or str(self.path.with_suffix(".ducklake"))
+
+    @property
+    def data_folder(self) -> Path:
+        return self.data_path or self.path.with_suffix(".files")
+
+    @property
+    def state_path(self) -> Path:
+        return self.state or self.path.with_suffix(".state.sqlite")
 
 
 @dataclass(frozen=True)
@@ -163,11 +184,17 @@ def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> S
                            "extraction"})
     base = source.parent
     wh = v.table(data, "warehouse")
-    v.only_keys(wh, "warehouse", {"path", "lock_timeout_s"})
+    v.only_keys(wh, "warehouse", {"path", "catalog", "data_path", "state", "lock_timeout_s"})
     wh_path = env.get(ENV_WAREHOUSE) or v.get(wh, "warehouse", "path", str, "data/newsmon.duckdb")
+    v.number(wh, "warehouse", "lock_timeout_s", 60.0, minimum=0)  # accepted from older configs; nothing waits now
+    catalog = v.get(wh, "warehouse", "catalog", str, "")
+    data_path = v.get(wh, "warehouse", "data_path", str, "")
+    state = v.get(wh, "warehouse", "state", str, "")
     warehouse = WarehouseSettings(
         path=_resolve(base, wh_path),
-        lock_timeout_s=v.number(wh, "warehouse", "lock_timeout_s", 60.0, minimum=0),
+        catalog=catalog if catalog.startswith("postgres:") or not catalog else str(_resolve(base, catalog)),
+        data_path=_resolve(base, data_path) if data_path else None,
+        state=_resolve(base, state) if state else None,
     )
     http = _parse_http(v, v.table(data, "http"))
     schedule = _parse_schedule(v, v.table(data, "schedule"))

@@ -28,8 +28,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     t.add_row("matches", str(len(summary["matches"])))
     t.add_row("alerts", f"{summary['alerts_queued']} queued, {summary['alerts_sent']} sent"
               + (f", {len(summary['alert_errors'])} failed (retried next run)" if summary["alert_errors"] else ""))
-    if str(summary.get("storage", "stored")).startswith("spooled"):
-        t.add_row("warehouse", f"[yellow]{summary['storage']}[/]")
+    if summary.get("storage"):
+        t.add_row("warehouse", str(summary["storage"]))
     t.add_row("seconds", ", ".join(f"{k} {v:.2f}" for k, v in summary["seconds"].items()))
     console.print(t)
     for m in summary["matches"]:

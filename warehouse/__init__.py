@@ -1,77 +1,78 @@
-"""The warehouse: one DuckDB file behind a small interface named in domain terms."""
+"""The warehouse: the pipeline's state database plus a DuckLake of the records analysts query.
+
+- `open_warehouse(settings)` -> `Warehouse`: what runs, digests and jobs use (state + lake, read-write).
+- `open_reader(settings)` -> `Reader`: analysts' SQL, the report and exports, on a read-only lake snapshot.
+No reader ever holds anything a run waits for, and a run never holds anything a reader waits for.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from newsmon.records import (
-    AlertRecord,
-    Article,
-    ClusterRecord,
-    FeedState,
-    FeedStatus,
-    RawPage,
-    RunBatch,
-    StoredEntry,
-    Verdict,
-)
+from newsmon.config import WarehouseSettings
+from warehouse.archive import Archive
+from warehouse.attach import LakeLocation
+from warehouse.lake import Lake
+from warehouse.legacy import legacy_file, migrate_if_needed
+from warehouse.maintenance import Upkeep, compact, export
+from warehouse.state import StateDB
+from warehouse.store import DeliveryOutcome, RunStore, StoreReport
 
-
-@dataclass(frozen=True)
-class StoreReport:
-    """What a write did: stored (with `merged` batches, earlier spooled ones included), or left spooled
-    because another process held the file (`locked_by` says who; `pending` batches wait for the next store)."""
-
-    stored: bool
-    merged: int
-    pending: int
-    locked_by: str | None
-
-    def describe(self) -> str:
-        if self.stored:
-            return "stored" + (f" (with {self.merged - 1} earlier spooled batches)" if self.merged > 1 else "")
-        return f"spooled ({self.pending} batches wait for the next run): {self.locked_by}"
+__all__ = ["DeliveryOutcome", "Reader", "StoreReport", "Warehouse", "open_reader", "open_warehouse"]
 
 
-class Warehouse(Protocol):
-    path: Path
+class Warehouse:
+    """The pipeline's side: `runs` (identity, feed state, claims, the alert ledger) and `archive` (the lake's
+    records: digests, feed health, re-tagging, raw pages)."""
 
-    def feed_states(self) -> dict[str, FeedState]: ...
-    def known_article_ids(self, ids: Iterable[str]) -> set[str]: ...
-    def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]: ...
-    def article_ids_by_url_key(self, keys: Iterable[str]) -> dict[str, str]: ...
-    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport: ...
-    def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]: ...
-    def mark_alerts(self, outcomes: Sequence[tuple[str, str | None]], *, now: datetime, max_attempts: int,
-                    retry_s: float = 0.0, delivery_key: str | None = None) -> StoreReport: ...
-    def queue_alerts(self, alerts: Sequence[AlertRecord], *, now: datetime) -> int: ...
-    # story clusters, digests, spikes and feed health
-    def recent_clusters(self, *, since: datetime) -> list[ClusterRecord]: ...
-    def story_matches(self, *, since: datetime, until: datetime) -> list[AlertRecord]: ...
-    def match_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]: ...
-    def last_alerts(self, kind: str) -> dict[str, datetime]: ...
-    def feed_statuses(self) -> list[FeedStatus]: ...
-    def checkpoint(self) -> None: ...
-    # the spool and exports
-    def pending_spool(self) -> int: ...
-    def export(self, out_dir: Path, fmt: str, *, since: datetime | None = None) -> list[tuple[str, int]]: ...
-    # re-extraction and re-tagging (newsmon reextract / retag)
-    def store_raw_pages(self, pages: Sequence[RawPage]) -> StoreReport: ...
-    def stored_articles(self, *, since: datetime | None, after: str = "", limit: int = 500) -> list[Article]: ...
-    def stored_raw_pages(self, *, since: datetime | None, after: str = "",
-                         limit: int = 100) -> list[tuple[RawPage, Article]]: ...
-    def stored_verdicts(self, article_ids: Iterable[str]) -> dict[tuple[str, str], tuple[bool, float, str]]: ...
-    def update_articles(self, articles: Sequence[Article]) -> StoreReport: ...
-    def replace_verdicts(self, verdicts: Sequence[Verdict], *, now: datetime) -> StoreReport: ...
-    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]: ...
+    def __init__(self, runs: RunStore, archive: Archive, lake: Lake, settings: WarehouseSettings) -> None:
+        self.runs = runs
+        self.archive = archive
+        self.lake = lake
+        self.settings = settings
+
+    def upkeep(self, *, now: datetime) -> Upkeep:
+        return compact(self.lake, now=now)
+
+    def close(self) -> None:
+        self.runs.state.close()
+        self.lake.close()
 
 
-def open_warehouse(path: Path, *, lock_timeout_s: float = 60.0, read_only: bool = False) -> Warehouse:
-    """Open (and, unless read-only, create or migrate) the DuckDB warehouse at `path`."""
-    from warehouse.duckdb_store import DuckDBWarehouse
+class Reader:
+    """A read-only snapshot view of the lake for SQL, the report and exports."""
 
-    return DuckDBWarehouse(path, lock_timeout_s=lock_timeout_s, read_only=read_only)
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.archive = Archive(lake)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return self.lake.query(sql, params)
+
+    def export(self, out_dir: Path, fmt: str, *, since: datetime | None = None) -> list[tuple[str, int]]:
+        return export(self.lake, out_dir, fmt, since=since)
+
+    def close(self) -> None:
+        self.lake.close()
+
+
+def location(settings: WarehouseSettings) -> LakeLocation:
+    return LakeLocation(settings.catalog_target, settings.data_folder)
+
+
+def open_warehouse(settings: WarehouseSettings) -> Warehouse:
+    """Open (creating or migrating as needed) the state database and the lake."""
+    state = StateDB(settings.state_path)
+    lake = Lake(location(settings))
+    migrate_if_needed(settings, state, lake)
+    return Warehouse(RunStore(state, lake), Archive(lake), lake, settings)
+
+
+def open_reader(settings: WarehouseSettings) -> Reader:
+    """The lake attached read-only (a fresh snapshot per query outside a transaction)."""
+    if legacy_file(settings) is not None:  # not migrated yet: the first run (or `newsmon migrate`) does it
+        open_warehouse(settings).close()
+    return Reader(Lake(location(settings), read_only=True))

@@ -1,23 +1,4 @@
-"""Longer read queries of the alert ledger and story clusters (kept apart from the store's plumbing)."""
-
-# Pending alerts with what their message needs. A story alert names every outlet of its cluster so far (in
-# the order they published it) and the evidence snippets of its article for its watchlist.
-PENDING_ALERTS = """
-SELECT al.alert_id, al.article_id, al.watchlist, al.channel, al.status, al.attempts,
-       a.title, a.url, a.feed_name, a.published_at, v.score, v.tags,
-       (SELECT list(DISTINCT coalesce(e.text, e.term)) FROM tags t, unnest(t.evidence) AS u(e)
-        WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist),
-       al.channel_name, al.kind, al.cluster_id, al.subject, al.body,
-       (SELECT list(o.feed_name ORDER BY o.first_at) FROM
-           (SELECT m.feed_name, min(coalesce(m.published_at, m.fetched_at)) AS first_at FROM articles m
-            WHERE m.cluster_id = al.cluster_id GROUP BY m.feed_name) o),
-       (SELECT list(DISTINCT e.snippet) FROM tags t, unnest(t.evidence) AS u(e)
-        WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist AND t.passed AND e.snippet <> '')
-FROM alerts al LEFT JOIN articles a USING (article_id)
-LEFT JOIN verdicts v ON v.article_id = al.article_id AND v.watchlist = al.watchlist
-WHERE al.status = 'pending' AND al.attempts < ?
-  AND (CAST(? AS TIMESTAMPTZ) IS NULL OR al.next_attempt_at IS NULL OR al.next_attempt_at <= ?)
-ORDER BY al.created_at, a.published_at NULLS LAST, al.alert_id"""
+"""The digest's query: matching stories of a period, one per cluster x watchlist, from the lake."""
 
 STORY_MATCHES = """
 WITH best AS (

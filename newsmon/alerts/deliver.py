@@ -16,7 +16,7 @@ from newsmon.alerts.render import delivery_message
 from newsmon.alerts.signals import detect_spikes, failing_feeds, feed_alerts, silent_alerts, spike_alerts
 from newsmon.config import AlertSettings
 from newsmon.errors import AlertError
-from warehouse import Warehouse
+from warehouse import DeliveryOutcome, Warehouse
 
 
 @dataclass
@@ -31,7 +31,7 @@ def deliver_pending(wh: Warehouse, settings: AlertSettings, notifier: Notifier, 
     """Send every pending alert that is due (this run's and earlier failures past their backoff); more than
     `max_per_run` story alerts for one channel go as one digest. Each message is marked right after it went."""
     channels = all_channels(settings.all_routes)
-    pending = [a for a in wh.pending_alerts(max_attempts=settings.max_attempts, now=now)
+    pending = [a for a in wh.runs.pending_alerts(max_attempts=settings.max_attempts, now=now)
                if a.channel in channels and a.kind in kinds]  # a channel removed from the config is skipped
     report = DeliveryReport()
     for d in plan_deliveries(pending, max_per_channel=settings.max_per_run):
@@ -45,7 +45,7 @@ def deliver_pending(wh: Warehouse, settings: AlertSettings, notifier: Notifier, 
         except AlertError as exc:
             error = str(exc)
             report.errors.append(error)
-        wh.mark_alerts([(a.alert_id, error) for a in d.alerts], now=now, max_attempts=settings.max_attempts,
+        wh.runs.mark_alerts([DeliveryOutcome(a.alert_id, error) for a in d.alerts], now=now, max_attempts=settings.max_attempts,
                        retry_s=settings.retry_minutes * 60, delivery_key=d.key)
     return report
 
@@ -56,12 +56,12 @@ def queue_signals(wh: Warehouse, settings: AlertSettings, *, now: datetime) -> i
     if not routes:
         return 0
     window = timedelta(hours=settings.spike_hours)
-    history = wh.match_history(since=now - window - timedelta(days=settings.spike_baseline_days))
+    history = wh.runs.match_history(since=now - window - timedelta(days=settings.spike_baseline_days))
     spikes = detect_spikes(history, now=now, hours=settings.spike_hours,
                            baseline_days=settings.spike_baseline_days, factor=settings.spike_factor,
-                           min_stories=settings.spike_min_stories, last_spike=wh.last_alerts("spike"))
-    statuses = wh.feed_statuses()
+                           min_stories=settings.spike_min_stories, last_spike=wh.runs.last_alerts("spike"))
+    statuses = wh.archive.feed_statuses()
     failing = failing_feeds(statuses, now=now, threshold=timedelta(hours=settings.feed_failing_hours))
     rows = (spike_alerts(spikes, routes, hours=settings.spike_hours) + feed_alerts(failing, routes, now=now)
             + silent_alerts(statuses, routes))
-    return wh.queue_alerts(rows, now=now)
+    return wh.runs.queue_alerts(rows, now=now)

@@ -45,7 +45,7 @@ def period_key(since: timedelta, now: datetime) -> str:
 
 def build_digest(wh: Warehouse, *, since: timedelta, now: datetime) -> Digest:
     """Every matching story first published in the last `since`, one entry per cluster."""
-    stories = tuple(wh.story_matches(since=now - since, until=now))
+    stories = tuple(wh.archive.story_matches(since=now - since, until=now))
     heading = f"newsmon digest: {since.total_seconds() / 3600:g} h to {now:%Y-%m-%d %H:%M} UTC"
     return Digest(heading, stories, stable_id("digest", period_key(since, now)))
 
@@ -70,5 +70,5 @@ def send_digest(wh: Warehouse, settings: AlertSettings, notifier: Notifier, *, s
     digest = build_digest(wh, since=since, now=now)
     if not digest.stories:
         return digest, 0, DeliveryReport()
-    queued = wh.queue_alerts(digest_alerts(digest, settings, since=since, now=now), now=now)
+    queued = wh.runs.queue_alerts(digest_alerts(digest, settings, since=since, now=now), now=now)
     return digest, queued, deliver_pending(wh, settings, notifier, now=now, kinds=("digest",))

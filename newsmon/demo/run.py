@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ urls = ["{alert_url}"]
 def run_demo(folder: Path, run_once: Callable[[Path], dict[str, Any]]) -> int:
     """Serve the site, run one poll into a fresh demo warehouse, show matches and delivered alerts."""
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("demo.duckdb", "demo.duckdb.wal", "alerts.jsonl"):
+    for stale in ("demo.duckdb", "demo.duckdb.wal", "demo.ducklake", "demo.ducklake-wal", "demo.ducklake-shm",
+                  "demo.state.sqlite", "demo.state.sqlite-wal", "demo.state.sqlite-shm", "alerts.jsonl"):
         (folder / stale).unlink(missing_ok=True)
+    shutil.rmtree(folder / "demo.files", ignore_errors=True)
     inbox = folder / "alerts.jsonl"
     with SiteServer(demo_site_root()) as site, WebhookReceiver(log_path=inbox) as receiver:
         config = folder / "newsmon.toml"

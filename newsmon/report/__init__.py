@@ -35,12 +35,14 @@ def build_report(settings: Settings, since: timedelta = DEFAULT_SINCE, out: Path
     from newsmon.report.chart import matches_chart
     from newsmon.report.data import load_report
     from newsmon.report.render import render_report
-    from warehouse import open_warehouse
+    from warehouse import open_reader
 
     now = now or datetime.now(UTC)
-    wh = open_warehouse(settings.warehouse.path, lock_timeout_s=settings.warehouse.lock_timeout_s,
-                        read_only=True)
-    data = load_report(wh, start=now - since, now=now)
+    reader = open_reader(settings.warehouse)
+    try:
+        data = load_report(reader, start=now - since, now=now)
+    finally:
+        reader.close()
     svg = matches_chart(data.days, data.per_label, data.per_source, [d for d, _ in data.spikes])
     page = render_report(data, svg, title=f"newsmon report: {settings.name}")
     return write_atomically(Path(out), page)

@@ -1,4 +1,4 @@
-"""The report's queries: plain SQL through `Warehouse.query()` on a read-only warehouse.
+"""The report's queries: plain SQL through `Reader.query()` on a read-only snapshot of the lake.
 
 Columns that other parts of newsmon add over time are looked up first and used when present:
 `cluster_id` (story clusters; until then each article is its own story), `alerts.kind = 'spike'`
@@ -23,7 +23,7 @@ from newsmon.report.model import (
     series,
     sort_feeds,
 )
-from warehouse import Warehouse
+from warehouse import Reader
 
 MAX_STORIES = 2000
 TOP_SOURCES = 8
@@ -33,7 +33,7 @@ SILENT_AFTER = timedelta(days=3)
 SEEN = "coalesce({t}.published_at, {t}.fetched_at)"
 
 
-def load_report(wh: Warehouse, *, start: datetime, now: datetime, max_stories: int = MAX_STORIES) -> ReportData:
+def load_report(wh: Reader, *, start: datetime, now: datetime, max_stories: int = MAX_STORIES) -> ReportData:
     """Everything the report shows for stories seen in [start, now]."""
     cols = columns(wh)
     window = (start, now)
@@ -49,7 +49,7 @@ def load_report(wh: Warehouse, *, start: datetime, now: datetime, max_stories: i
         spikes=spike_days(wh, cols, window), feeds=feed_health(wh, now), rules=rule_counts(wh, cols, window))
 
 
-def columns(wh: Warehouse) -> dict[str, set[str]]:
+def columns(wh: Reader) -> dict[str, set[str]]:
     """table or view name -> its column names (for the columns that newer schemas add)."""
     _, rows = wh.query("SELECT table_name, column_name FROM information_schema.columns "
                        "WHERE table_name IN ('articles', 'matches', 'alerts', 'feed_health')")
@@ -70,7 +70,7 @@ def cluster_expr(cols: dict[str, set[str]], alias: str, table: str) -> str:
     return f"{alias}.article_id"
 
 
-def matched_copies(wh: Warehouse, cols: dict[str, set[str]], window: tuple[datetime, datetime]
+def matched_copies(wh: Reader, cols: dict[str, set[str]], window: tuple[datetime, datetime]
                    ) -> list[tuple[str, Copy]]:
     seen = SEEN.format(t="m")
     sql = f"""
@@ -83,7 +83,7 @@ def matched_copies(wh: Warehouse, cols: dict[str, set[str]], window: tuple[datet
             for r in wh.query(sql, window)[1]]
 
 
-def evidence_by_article(wh: Warehouse, window: tuple[datetime, datetime]) -> dict[str, list[Evidence]]:
+def evidence_by_article(wh: Reader, window: tuple[datetime, datetime]) -> dict[str, list[Evidence]]:
     """Evidence of every label that passed on a matching article, with the matched text cut out of the
     stored title or text by the evidence's own offsets."""
     sql = f"""
@@ -112,7 +112,7 @@ _PER_DAY_SOURCE = f"""
     FROM matches m WHERE {SEEN.format(t="m")} BETWEEN ? AND ? GROUP BY ALL"""
 
 
-def spike_days(wh: Warehouse, cols: dict[str, set[str]], window: tuple[datetime, datetime]
+def spike_days(wh: Reader, cols: dict[str, set[str]], window: tuple[datetime, datetime]
                ) -> tuple[tuple[Any, str], ...]:
     """(UTC day, watchlist) of every spike alert in the window; nothing while the ledger has no kinds."""
     if not _has(cols, "alerts", "kind"):
@@ -122,13 +122,13 @@ def spike_days(wh: Warehouse, cols: dict[str, set[str]], window: tuple[datetime,
     return tuple((r[0], str(r[1])) for r in rows)
 
 
-def feed_health(wh: Warehouse, now: datetime) -> tuple[Any, ...]:
+def feed_health(wh: Reader, now: datetime) -> tuple[Any, ...]:
     names, rows = wh.query("SELECT * FROM feed_health")
     return sort_feeds(feed_row(dict(zip(names, r, strict=True)), now=now, silent_after=SILENT_AFTER)
                       for r in rows)
 
 
-def rule_counts(wh: Warehouse, cols: dict[str, set[str]], window: tuple[datetime, datetime]
+def rule_counts(wh: Reader, cols: dict[str, set[str]], window: tuple[datetime, datetime]
                 ) -> tuple[RuleCount, ...]:
     """Stories each label passed on, and stories each watchlist matched, per rules version."""
     cluster = cluster_expr(cols, "a", "articles")
@@ -146,10 +146,10 @@ def rule_counts(wh: Warehouse, cols: dict[str, set[str]], window: tuple[datetime
     return tuple(RuleCount(str(w), str(v), str(label), int(n)) for w, v, label, n in rows)
 
 
-def _rows(wh: Warehouse, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def _rows(wh: Reader, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     return wh.query(sql, params)[1]
 
 
-def _scalar(wh: Warehouse, sql: str, params: Sequence[Any]) -> int:
+def _scalar(wh: Reader, sql: str, params: Sequence[Any]) -> int:
     rows = _rows(wh, sql, params)
     return int(rows[0][0]) if rows else 0

@@ -1,0 +1,374 @@
+"""The warehouse: pipeline state in a state database, records in a DuckLake.
+
+A run is stored in three steps, each one transaction:
+1. claim (state): the run's article ids, entry aliases, clusters, match history and alerts (held) go in under
+   unique keys; a story another run claimed first is dropped from this run; feed poll state is updated;
+2. write (lake): the claimed articles, tags, verdicts, clusters, fetch log, the feed and alert mirrors and the
+   run row, in one DuckLake commit;
+3. finish (state): the run's alerts become deliverable.
+A run that dies between 1 and 3 is found by the next one: if its run row reached the lake it is finished,
+otherwise its claims are released and its feeds' validators cleared, so its entries are fetched again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from newsmon.records import (
+    AlertRecord,
+    ClusterRecord,
+    FeedResult,
+    FeedState,
+    RunBatch,
+    StoredEntry,
+    Verdict,
+    stable_id,
+    url_key,
+)
+from warehouse import lake_rows as lr
+from warehouse.lake import Lake, insert, replace_rows
+from warehouse.state import Cursor, StateDB, dt, ts
+
+# A claim older than this whose process cannot be checked (another machine) is taken as dead and released.
+CLAIM_LEASE = timedelta(minutes=30)
+
+_ALERT_FIELDS = ("alert_id, article_id, watchlist, channel, status, attempts, title, url, source, published_at, "
+                 "score, labels, evidence, channel_name, kind, cluster_id, snippets, subject, body")
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What storing a run did: its new articles stored, and stories another run had claimed first."""
+
+    articles: int
+    claimed_elsewhere: int = 0
+
+    def describe(self) -> str:
+        extra = f", {self.claimed_elsewhere} already stored by another run" if self.claimed_elsewhere else ""
+        return f"stored {self.articles} articles{extra}"
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """One alert's send: `error` None when it went out."""
+
+    alert_id: str
+    error: str | None
+
+
+class RunStore:
+    """Pipeline writes and the reads that decide them (identity, feed state, clusters, the alert ledger)."""
+
+    def __init__(self, state: StateDB, lake: Lake) -> None:
+        self.state = state
+        self.lake = lake
+        self.recover()
+
+    # -- identity and poll state --------------------------------------------------------------------
+
+    def feed_states(self) -> dict[str, FeedState]:
+        rows = self.state.read("SELECT feed_url, etag, last_modified, body_hash, consecutive_failures, "
+                               "next_poll_at, effective_url, last_status FROM feeds")
+        return {r[0]: FeedState(r[0], r[1], r[2], r[3], r[4], dt(r[5]), r[6], r[7]) for r in rows}
+
+    def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]:
+        """The story behind each known alias (GUID, normalised link or title+date fingerprint)."""
+        rows = self.state.read_in("SELECT a.alias, s.article_id, s.feed_url, s.title, s.summary FROM aliases a "
+                                  "JOIN stories s ON s.article_id = a.article_id WHERE a.alias IN ({in_})", aliases)
+        return {r[0]: StoredEntry(r[1], r[2], r[3] or "", r[4] or "") for r in rows}
+
+    def article_ids_by_url_key(self, keys: Iterable[str]) -> dict[str, str]:
+        """Article id for each of `keys` (records.url_key) that a stored article has (canonical or own link)."""
+        wanted = set(keys)
+        found: dict[str, str] = {}
+        for col in ("url_key", "link_key"):
+            for key, article_id in self.state.read_in(f"SELECT {col}, min(article_id) FROM stories "
+                                                      f"WHERE {col} IN ({{in_}}) GROUP BY {col}", wanted):
+                found.setdefault(key, article_id)
+        return found
+
+    def recent_clusters(self, *, since: datetime) -> list[ClusterRecord]:
+        rows = self.state.read("SELECT cluster_id, seed_article_id, title, first_published_at, created_at, "
+                               "signature FROM clusters WHERE created_at >= ? AND signature IS NOT NULL "
+                               "ORDER BY created_at", [ts(since)])
+        return [ClusterRecord(r[0], r[1], r[2] or "", _when(r[3]), _when(r[4]),
+                              signature=tuple(array("I", r[5]))) for r in rows]
+
+    # -- storing a run ------------------------------------------------------------------------------
+
+    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport:
+        claimed = self._claim(batch, finished_at)
+        kept = _only(batch, claimed)
+        try:
+            self.lake.write(lambda con: self._write_run(con, kept, finished_at))
+        except BaseException:
+            self._release(batch.run_id)
+            raise
+        self._finish(batch.run_id, finished_at)
+        return StoreReport(len(kept.articles), len(batch.articles) - len(kept.articles))
+
+    def _claim(self, batch: RunBatch, now: datetime) -> set[str]:
+        with self.state.tx() as cur:
+            cur.execute("INSERT INTO runs (run_id, config, started_at, claimed_at, state, host, pid) "
+                        "VALUES (?, ?, ?, ?, 'claimed', ?, ?)", [batch.run_id, batch.config_name,
+                                                                ts(batch.started_at), ts(now), self.state.host,
+                                                                os.getpid()])
+            claimed = set()
+            for a in batch.articles:
+                got = cur.execute(
+                    "INSERT INTO stories (article_id, run_id, feed_url, feed_name, title, summary, url_key, "
+                    "link_key, cluster_id, published_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (article_id) DO NOTHING RETURNING article_id",
+                    [a.article_id, batch.run_id, a.feed_url, a.feed_name, a.title, a.summary, a.url_key,
+                     url_key(a.url), a.cluster_id or stable_id("cluster", a.article_id),
+                     ts(a.published_at or a.fetched_at)])
+                claimed |= {r[0] for r in got}
+            kept = _only(batch, claimed)
+            cur.many("INSERT INTO aliases VALUES (?, ?, ?) ON CONFLICT (alias) DO NOTHING",
+                     [(alias, aid, batch.run_id) for alias, aid in batch.aliases])
+            cur.many("INSERT INTO aliases VALUES (?, ?, ?) ON CONFLICT (alias) DO NOTHING",
+                     [(f"id:{d.alias_id}", d.article_id, batch.run_id) for d in batch.url_aliases])
+            for e in batch.edits:
+                cur.execute("UPDATE stories SET title = ?, summary = ? WHERE article_id = ?",
+                            [e.title, e.summary, e.article_id])
+            _claim_clusters(cur, kept)
+            cur.many("INSERT INTO matched VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster_id, watchlist) DO NOTHING",
+                     _matched_rows(kept))
+            _queue(cur, [lr.with_snippets(a, kept.verdicts) for a in kept.alerts], now, "held", batch.run_id)
+            _update_feeds(cur, batch.feed_results, batch.run_id)
+        return claimed
+
+    def _write_run(self, con: duckdb.DuckDBPyConnection, batch: RunBatch, finished_at: datetime) -> None:
+        insert(con, "fetch_log", lr.fetch_log_rows(batch))
+        insert(con, "articles", [lr.article_row(a, batch.run_id) for a in batch.articles], lr.ARTICLE_COLUMNS)
+        insert(con, "entry_aliases", [r for r in batch.aliases
+                                      if r[1] in {a.article_id for a in batch.articles}])
+        insert(con, "article_aliases", [(d.alias_id, d.article_id, d.url, d.url_key, finished_at)
+                                        for d in batch.url_aliases])
+        for e in batch.edits:
+            con.execute("UPDATE articles SET title = ?, summary = ?, updated_at = ?, edits = coalesce(edits, 0) + 1 "
+                        "WHERE article_id = ?", [e.title, e.summary, e.updated_at, e.article_id])
+        insert(con, "tags", [r for v in batch.verdicts for r in lr.tag_rows(v, finished_at)])
+        insert(con, "verdicts", [lr.verdict_row(v, finished_at) for v in batch.verdicts])
+        clusters = {c.cluster_id for c in lr.own_clusters(batch)}
+        replace_rows(con, "clusters", "cluster_id", self._cluster_rows(clusters), lr.CLUSTER_COLUMNS)
+        replace_rows(con, "feeds", "feed_url", self._feed_rows({r.feed.url for r in batch.feed_results}),
+                     lr.FEED_COLUMNS)
+        held = [(*r[:5], "pending", *r[6:]) for r in self._alert_rows(run_id=batch.run_id)]  # deliverable once stored
+        replace_rows(con, "alerts", "alert_id", held, lr.ALERT_COLUMNS)
+        insert(con, "poll_runs", [lr.run_row(batch, finished_at)])
+
+    def _finish(self, run_id: str, now: datetime) -> None:
+        with self.state.tx() as cur:
+            cur.execute("UPDATE alerts SET status = 'pending', synced = 1 WHERE run_id = ? AND status = 'held'",
+                        [run_id])
+            cur.execute("UPDATE runs SET state = 'stored', finished_at = ? WHERE run_id = ?", [ts(now), run_id])
+
+    def _release(self, run_id: str) -> None:
+        """Undo a run's claims: its stories are fetched again next time (its feeds lose their validators)."""
+        with self.state.tx() as cur:
+            for table in ("stories", "aliases", "clusters", "matched"):
+                cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            cur.execute("DELETE FROM alerts WHERE run_id = ? AND status = 'held'", [run_id])
+            cur.execute("UPDATE feeds SET etag = NULL, last_modified = NULL, body_hash = NULL, next_poll_at = NULL "
+                        "WHERE run_id = ?", [run_id])
+            cur.execute("UPDATE runs SET state = 'released' WHERE run_id = ?", [run_id])
+
+    def recover(self) -> None:
+        """Finish or release the claims of runs that died between claiming and finishing."""
+        now = datetime.now(UTC)
+        for run_id, host, pid, claimed_at in self.state.read(
+                "SELECT run_id, host, pid, claimed_at FROM runs WHERE state = 'claimed'"):
+            stale = now - _when(claimed_at) > CLAIM_LEASE
+            if not stale and (pid == os.getpid() or self.state.alive_here(host, pid)):
+                continue  # still running (here or elsewhere)
+            if self.lake.read("SELECT count(*) FROM poll_runs WHERE run_id = ?", [run_id])[0][0]:
+                self._finish(run_id, now)
+            else:
+                self._release(run_id)
+
+    # -- mirrors of state rows in the lake ----------------------------------------------------------
+
+    def _feed_rows(self, urls: set[str]) -> list[lr.Row]:
+        rows = self.state.read_in(f"SELECT {', '.join(lr.FEED_COLUMNS)} FROM feeds WHERE feed_url IN ({{in_}})",
+                                  urls)
+        return [_times(r, (8, 9, 10)) for r in rows]
+
+    def _cluster_rows(self, ids: set[str]) -> list[lr.Row]:
+        rows = self.state.read_in(f"SELECT {', '.join(lr.CLUSTER_COLUMNS)} FROM clusters "
+                                  "WHERE cluster_id IN ({in_})", ids)
+        return [_times(r, (3, 4)) for r in rows]
+
+    def _alert_rows(self, *, run_id: str | None = None) -> list[lr.Row]:
+        where = "run_id = ? AND status = 'held'" if run_id else "synced = 0"
+        rows = self.state.read(f"SELECT {', '.join(lr.ALERT_COLUMNS)} FROM alerts WHERE {where}",
+                               [run_id] if run_id else [])
+        return [_times(r, (8, 9, 10, 15)) for r in rows]
+
+    def sync_alerts(self) -> int:
+        """Copy ledger rows changed since the last copy (delivery outcomes, signals) to the lake's `alerts`."""
+        rows = self._alert_rows()
+        if rows:
+            self.lake.write(lambda con: replace_rows(con, "alerts", "alert_id", rows, lr.ALERT_COLUMNS))
+            with self.state.tx() as cur:
+                cur.many("UPDATE alerts SET synced = 1 WHERE alert_id = ? AND attempts = ? AND status = ?",
+                         [(r[0], r[6], r[5]) for r in rows])
+        return len(rows)
+
+    # -- the alert ledger ---------------------------------------------------------------------------
+
+    def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
+        """Alerts to send (not given up on, past their retry backoff), with every outlet of the story so far."""
+        rows = self.state.read(f"SELECT {_ALERT_FIELDS} FROM alerts WHERE status = 'pending' AND attempts < ? "
+                               "AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                               "ORDER BY created_at, published_at, alert_id", [max_attempts, ts(now), ts(now)])
+        outlets = self._outlets({r[15] for r in rows if r[15]})
+        return [_alert(r, outlets.get(r[15], ())) for r in rows]
+
+    def _outlets(self, clusters: set[str]) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[tuple[str, str]]] = {}
+        for cluster, name, first in self.state.read_in(
+                "SELECT cluster_id, feed_name, min(published_at) FROM stories WHERE cluster_id IN ({in_}) "
+                "AND feed_name IS NOT NULL GROUP BY cluster_id, feed_name", clusters):
+            found.setdefault(cluster, []).append((first, name))
+        return {c: tuple(n for _, n in sorted(v)) for c, v in found.items()}
+
+    def mark_alerts(self, outcomes: Sequence[DeliveryOutcome], *, now: datetime, max_attempts: int,
+                    retry_s: float = 0.0, delivery_key: str | None = None) -> None:
+        """Sent, or one failed attempt retried no sooner than retry_s x 2^(earlier attempts) (cap: a day)."""
+        with self.state.tx() as cur:
+            for o in outcomes:
+                row = cur.one("SELECT attempts FROM alerts WHERE alert_id = ? AND status = 'pending'", [o.alert_id])
+                if row is None:
+                    continue
+                attempts = int(row[0]) + 1
+                if o.error is None:
+                    status, retry_at, sent = "sent", None, ts(now)
+                else:
+                    status = "failed" if attempts >= max_attempts else "pending"
+                    retry_at = ts(now + timedelta(seconds=min(retry_s * 2 ** (attempts - 1), 86400)))
+                    sent = None
+                cur.execute("UPDATE alerts SET attempts = ?, last_attempt_at = ?, last_error = ?, delivery_key = ?, "
+                            "next_attempt_at = ?, sent_at = coalesce(?, sent_at), status = ?, synced = 0 "
+                            "WHERE alert_id = ?", [attempts, ts(now), o.error, delivery_key, retry_at, sent, status,
+                                                   o.alert_id])
+
+    def queue_alerts(self, alerts: Sequence[AlertRecord], *, now: datetime) -> int:
+        """Add pending alerts from outside a run (spike, feed health, digest); known ids stay as they are."""
+        with self.state.tx() as cur:
+            return _queue(cur, alerts, now, "pending", None)
+
+    def last_alerts(self, kind: str) -> dict[str, datetime]:
+        """When an alert of `kind` was last queued, per watchlist (spike quiet periods)."""
+        return {r[0]: _when(r[1]) for r in self.state.read(
+            "SELECT watchlist, max(created_at) FROM alerts WHERE kind = ? GROUP BY watchlist", [kind])}
+
+    def match_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
+        """Per watchlist, (first publication time, title) of every matching story cluster since `since`."""
+        out: dict[str, list[tuple[datetime, str]]] = {}
+        for wl, at, title in self.state.read("SELECT watchlist, first_published_at, title FROM matched "
+                                             "WHERE first_published_at >= ?", [ts(since)]):
+            out.setdefault(wl, []).append((_when(at), title or ""))
+        return out
+
+
+def _only(batch: RunBatch, claimed: set[str]) -> RunBatch:
+    """The run without the stories another run claimed first (and their verdicts, alerts, clusters)."""
+    if len(claimed) == len(batch.articles):
+        return batch
+    keep = [a for a in batch.articles if a.article_id in claimed]
+    cluster_ids = {a.cluster_id for a in keep}
+    return replace(batch, articles=tuple(keep),
+                   verdicts=tuple(v for v in batch.verdicts if v.article_id in claimed),
+                   alerts=tuple(a for a in batch.alerts if a.kind != "story" or a.article_id in claimed),
+                   clusters=tuple(c for c in batch.clusters if c.cluster_id in cluster_ids))
+
+
+def _claim_clusters(cur: Cursor, batch: RunBatch) -> None:
+    for c in lr.own_clusters(batch):
+        sig = array("I", c.signature).tobytes() if c.signature else None
+        cur.execute("INSERT INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET "
+                    "first_published_at = CASE WHEN excluded.first_published_at < clusters.first_published_at "
+                    "THEN excluded.first_published_at ELSE clusters.first_published_at END",
+                    [c.cluster_id, c.seed_article_id, c.title, ts(c.first_published_at), ts(c.created_at), sig,
+                     batch.run_id])
+
+
+def _matched_rows(batch: RunBatch) -> list[lr.Row]:
+    by_id = {a.article_id: a for a in batch.articles}
+    first = {c.cluster_id: c.first_published_at for c in lr.own_clusters(batch)}
+    rows = []
+    for v in batch.verdicts:
+        a = by_id.get(v.article_id)
+        if v.match and a is not None:
+            cid = a.cluster_id or stable_id("cluster", a.article_id)
+            rows.append((cid, v.watchlist, ts(first.get(cid, a.published_at or a.fetched_at)), a.title, batch.run_id))
+    return rows
+
+
+def _queue(cur: Cursor, alerts: Sequence[AlertRecord], now: datetime, status: str, run_id: str | None) -> int:
+    new = 0
+    for a in alerts:
+        got = cur.execute(
+            "INSERT INTO alerts (alert_id, kind, article_id, cluster_id, watchlist, channel, channel_name, status, "
+            "attempts, created_at, title, url, source, published_at, score, labels, evidence, snippets, subject, "
+            "body, run_id, synced) VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?,?,0) "
+            "ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id",
+            [a.alert_id, a.kind, a.article_id or None, a.cluster_id, a.watchlist, a.channel, a.channel_name, status,
+             ts(now), a.title, a.url, a.source, ts(a.published_at), a.score, json.dumps(list(a.labels)),
+             json.dumps(list(a.evidence)), json.dumps(list(a.snippets)), a.subject or None, a.body or None, run_id])
+        new += len(got)
+    return new
+
+
+def _update_feeds(cur: Cursor, results: Sequence[FeedResult], run_id: str) -> None:
+    cur.many("""INSERT INTO feeds (feed_url, name, etag, last_modified, body_hash, last_status, last_error,
+                    consecutive_failures, last_polled_at, last_success_at, next_poll_at, entries_seen, effective_url,
+                    first_polled_at, run_id)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+        ON CONFLICT (feed_url) DO UPDATE SET
+        name = excluded.name,
+        etag = coalesce(excluded.etag, feeds.etag),
+        last_modified = coalesce(excluded.last_modified, feeds.last_modified),
+        body_hash = coalesce(excluded.body_hash, feeds.body_hash),
+        last_status = excluded.last_status,
+        last_error = excluded.last_error,
+        consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0 ELSE feeds.consecutive_failures + 1 END,
+        last_polled_at = excluded.last_polled_at,
+        last_success_at = coalesce(excluded.last_success_at, feeds.last_success_at),
+        next_poll_at = excluded.next_poll_at,
+        entries_seen = feeds.entries_seen + excluded.entries_seen,
+        effective_url = coalesce(excluded.effective_url, feeds.effective_url),
+        run_id = excluded.run_id""",
+             [(*_iso(lr.feed_state_row(r)), ts(r.fetched_at), run_id) for r in results])
+
+
+def _iso(row: lr.Row) -> lr.Row:
+    return tuple(ts(v) if isinstance(v, datetime) else v for v in row)
+
+
+def _times(row: Sequence[Any], at: Sequence[int]) -> lr.Row:
+    return tuple(dt(v) if i in at else v for i, v in enumerate(row))
+
+
+def _when(text: str) -> datetime:
+    moment = dt(text)
+    assert moment is not None
+    return moment
+
+
+def _alert(r: Sequence[Any], outlets: tuple[str, ...]) -> AlertRecord:
+    return AlertRecord(
+        alert_id=r[0], article_id=r[1] or "", watchlist=r[2], channel=r[3], status=r[4], attempts=r[5],
+        title=r[6] or r[17] or "", url=r[7] or "", source=r[8] or "", published_at=dt(r[9]), score=r[10] or 0.0,
+        labels=tuple(json.loads(r[11] or "[]")), evidence=tuple(json.loads(r[12] or "[]")), channel_name=r[13],
+        kind=r[14], cluster_id=r[15], outlets=outlets or ((r[8],) if r[8] else ()),
+        snippets=tuple(json.loads(r[16] or "[]")), subject=r[17] or "", body=r[18] or "")
