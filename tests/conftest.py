@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,28 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 DATA = Path(__file__).parent / "data"
+
+
+def make_warehouse(path: Path) -> Any:
+    """A real warehouse (state database + DuckLake) named by `path`, as `[warehouse] path` would name it."""
+    from newsmon.config import WarehouseSettings
+    from warehouse import open_warehouse
+
+    return open_warehouse(WarehouseSettings(path=path))
+
+
+def lake_query(config_or_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows of `sql` on the warehouse of a config file (or named by a warehouse path), read-only."""
+    from newsmon.config import WarehouseSettings, load_settings
+    from warehouse import open_reader
+
+    settings = (load_settings(config_or_path).warehouse if config_or_path.suffix == ".toml"
+                else WarehouseSettings(path=config_or_path))
+    reader = open_reader(settings)
+    try:
+        return reader.query(sql, params)[1]
+    finally:
+        reader.close()
 
 
 
@@ -120,7 +143,6 @@ def write_config(tmp_path: Path, feeds: list[tuple[str, str]], alert_urls: list[
     path.write_text(f"""
 [warehouse]
 path = "wh/newsmon.duckdb"
-lock_timeout_s = 20
 [http]
 allow_private_networks = true
 timeout_s = 5
