@@ -16,10 +16,9 @@ from newsmon.alerts.render import md
 from newsmon.config import Settings, load_settings
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.demo.server import SiteServer, demo_site_root
-from tests.conftest import RouteServer, write_config
+from tests.conftest import RouteServer, lake_query, write_config
 from tests.test_alerts import body_of, mail_url, smtp  # noqa: F401  (the SMTP fixture)
 from tests.test_clusters import WIRE
-from warehouse import open_warehouse
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -36,8 +35,7 @@ def run(config: Path) -> dict:
 
 
 def rows(config: Path, sql: str) -> list[tuple]:
-    s = load_settings(config)
-    return open_warehouse(s.warehouse.path, read_only=True).query(sql)[1]
+    return lake_query(config, sql)
 
 
 def test_two_runs_store_once_match_and_alert_once(tmp_path: Path) -> None:
@@ -206,32 +204,108 @@ def test_a_hundred_matches_in_one_run_arrive_as_one_digest(tmp_path: Path, route
                      "AND status = 'sent'") == [(2, 200)]
 
 
-def test_an_analyst_holding_the_file_delays_a_run_but_loses_and_doubles_nothing(tmp_path: Path) -> None:
+FRESH = (
+    ("Azerbaijan and Russia sign road map for gas transit cooperation",
+     "Azerbaijan's energy minister and Russia's deputy energy minister signed a road map in Baku on gas transit "
+     "cooperation between the two countries. SOCAR and Gazprom will exchange information on pipeline projects, "
+     "and the intergovernmental commission will review progress on the agreement next spring."),
+    ("Russian companies invited to invest in Azerbaijan's solar and wind power plants",
+     "Azerbaijan invited Russian companies to invest in new solar and wind power plants on the Absheron "
+     "peninsula, the deputy energy minister said after meeting officials of Russia's energy ministry in Moscow. "
+     "Both sides agreed to share data on green energy projects and electricity grid links."),
+    ("Lukoil and SOCAR agree joint oil exploration block in the Caspian",
+     "Lukoil and SOCAR signed an agreement to explore an offshore oil block together in the Azerbaijani sector "
+     "of the Caspian Sea. The Russian company will hold a half stake, and the partners plan investment in "
+     "drilling rigs and a new oil pipeline connection to the Sangachal terminal near Baku."),
+)
+
+HOLDER = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute(open(sys.argv[1]).read())
+if sys.argv[2] == "tx":
+    con.execute("BEGIN TRANSACTION")
+print(con.execute("SELECT count(*) FROM articles").fetchone()[0], flush=True)
+for line in sys.stdin:
+    if line.strip() == "commit":
+        con.execute("COMMIT")
+    print(con.execute("SELECT count(*) FROM articles").fetchone()[0], flush=True)
+"""
+
+
+def fresh_site(routes: RouteServer, upto: int, now: datetime) -> None:
+    """A feed whose first `upto` items are the FRESH stories (one more each run), each with its page."""
+    items = ""
+    for i, (title, text) in enumerate(FRESH[:upto]):
+        path = f"/news/fresh-{i}"
+        page = f"<html lang='en'><head><title>{title}</title></head><body><article><h1>{title}</h1><p>{text}</p>"
+        routes.add(path, body=(page + "</article></body></html>").encode(), content_type="text/html; charset=utf-8")
+        items += (f"<item><title>{escape(title)}</title><link>{routes.base_url}{path}</link><guid>{path}</guid>"
+                  f"<pubDate>{format_datetime(now - timedelta(minutes=10 * (upto - i)))}</pubDate></item>")
+    routes.add("/rss", body=f"<rss version='2.0'><channel><title>F</title>{items}</channel></rss>".encode())
+
+
+def three_runs(tmp_path: Path, routes: RouteServer, rx: WebhookReceiver, holders: bool
+               ) -> tuple[list[dict], list[float], list[list[int]]]:
     import subprocess
     import sys
+    import time
 
-    with SiteServer(demo_site_root()) as site, WebhookReceiver() as rx:
-        cfg = write_config(tmp_path, [("en", site.url("/feeds/en.xml"))], [rx.apprise_url()])
-        cfg.write_text(cfg.read_text().replace("lock_timeout_s = 20", "lock_timeout_s = 0.5"))
-        path = load_settings(cfg).warehouse.path
-        open_warehouse(path)
-        holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-                                   "print('holding', flush=True); sys.stdin.readline()", str(path)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        held = run(cfg)
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait()
-        released = run(cfg)
-        again = run(cfg)
-    assert held["storage"].startswith("spooled") and f"process {holder.pid}" in held["storage"]
-    assert held["new_articles"] >= 4 and held["alerts_sent"] == 0 and held["alerts_queued"] >= 1
-    assert released["storage"] == "stored" and released["new_articles"] == 0
-    assert released["alerts_sent"] == held["alerts_queued"] == len(rx.received)
-    assert again["alerts_sent"] == 0 and len(rx.received) == held["alerts_queued"]
-    assert rows(cfg, "SELECT count(*), count(DISTINCT article_id) FROM articles")[0] == (held["new_articles"],) * 2
-    assert rows(cfg, "SELECT count(*) FROM poll_runs")[0][0] == 3
+    from newsmon.cli import main
+
+    cfg = write_config(tmp_path, [("fresh", routes.base_url + "/rss")], [rx.apprise_url()])
+    now = datetime.now(UTC)
+    fresh_site(routes, 0, now)
+    run(cfg)  # an empty first poll makes the warehouse
+    attach = tmp_path / "attach.sql"
+    out = tmp_path / "attach.out"
+    with out.open("w") as f, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stdout", f)
+        assert main(["sql", "--attach", "--config", str(cfg)]) == 0
+    attach.write_text(out.read_text())
+    procs = [subprocess.Popen([sys.executable, "-c", HOLDER, str(attach), mode], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for mode in (("tx", "plain") if holders else ())]
+    seen: list[list[int]] = [[int(p.stdout.readline())] for p in procs]  # type: ignore[union-attr]
+    summaries, times = [], []
+    for k in range(1, 4):
+        fresh_site(routes, k, now)
+        t = time.monotonic()
+        summaries.append(run(cfg))
+        times.append(time.monotonic() - t)
+        for p, counts in zip(procs, seen, strict=True):
+            p.stdin.write("\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+            counts.append(int(p.stdout.readline()))  # type: ignore[union-attr]
+    for p, counts in zip(procs, seen, strict=True):
+        p.stdin.write("commit\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
+        counts.append(int(p.stdout.readline()))  # type: ignore[union-attr]
+        p.stdin.close()  # type: ignore[union-attr]
+        p.wait(timeout=30)
+    return summaries, times, seen
+
+
+def test_analysts_holding_sessions_never_delay_a_run_nor_its_alerts(tmp_path: Path, routes: RouteServer) -> None:
+    """Two sessions on the lake (one inside an open transaction) stay open across three runs that each bring a
+    new matching story: every run stores and alerts its story at once; the plain session sees each run's rows
+    on its next query, the one in a transaction keeps its snapshot until it ends; nothing lost or doubled."""
+    with WebhookReceiver() as rx:
+        held, held_s, seen = three_runs(tmp_path / "held", routes, rx, holders=True)
+        held_alerts = len(rx.received)
+    with WebhookReceiver() as rx2:
+        alone, alone_s, _ = three_runs(tmp_path / "alone", routes, rx2, holders=False)
+    for s in held:
+        assert s["new_articles"] == 1 and len(s["matches"]) == 1
+        assert s["alerts_queued"] == s["alerts_sent"] == 1 and s["storage"] == "stored 1 articles"
+    assert held_alerts == 3 and len({p["idempotency_key"] for p in rx.received}) == 3
+    tx_counts, plain_counts = seen
+    assert plain_counts == [0, 1, 2, 3, 3]  # each run's story on the next query
+    assert tx_counts == [0, 0, 0, 0, 3]  # a stable snapshot, then everything once the transaction ends
+    cfg = tmp_path / "held" / "newsmon.toml"
+    assert rows(cfg, "SELECT count(*), count(DISTINCT article_id) FROM articles") == [(3, 3)]
+    assert rows(cfg, "SELECT count(*), count(*) FILTER (WHERE status = 'sent') FROM alerts") == [(3, 3)]
+    assert [s["alerts_sent"] for s in alone] == [1, 1, 1]
+    assert max(held_s) < 3 * max(alone_s) + 2.0, (held_s, alone_s)  # within noise of undisturbed runs
 
 
 STORY = """<!DOCTYPE html><html lang="en"><head><title>{title}</title>

@@ -89,7 +89,8 @@ def legacy_duckdb_path() -> Path:
             shutil.rmtree(folder, ignore_errors=True)
             partial.rename(folder)
     except OSError as e:
-        raise StorageError(f"could not install {SIDE_PACKAGE} into {folder} ({e}); {hint}") from e
+        if not _holds_duckdb2(folder):  # else another process installed it first
+            raise StorageError(f"could not install {SIDE_PACKAGE} into {folder} ({e}); {hint}") from e
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return folder
@@ -106,9 +107,12 @@ def export_legacy(db: Path, out_dir: Path) -> dict[str, Path]:
     if head[8:12] != b"DUCK":
         raise StorageError("is not a DuckDB database file; point [warehouse] path at the old newsmon.duckdb "
                            "or move this file away", url=str(db))
-    side = legacy_duckdb_path()
+    try:
+        side = legacy_duckdb_path()
+    except StorageError as e:
+        raise StorageError(str(e), url=str(db)) from e
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-I", "-c", SCRIPT, str(side), str(db), str(out_dir)],
+    done = subprocess.run([sys.executable, "-I", "-c", SCRIPT, str(side), str(db.resolve()), str(out_dir.resolve())],
                           capture_output=True, text=True, check=False, cwd=out_dir)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]

@@ -24,8 +24,10 @@ class Upkeep:
 
 
 def data_files(lake: Lake) -> int:
-    return int(lake.read(f"SELECT count(*) FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_data_file "
-                         "WHERE end_snapshot IS NULL")[0][0])
+    """Parquet files the current snapshot reads: data files and delete files (rows deleted or replaced)."""
+    meta = f"__ducklake_metadata_{LAKE_ALIAS}"
+    return int(lake.read(f"SELECT (SELECT count(*) FROM {meta}.ducklake_data_file WHERE end_snapshot IS NULL) + "
+                         f"(SELECT count(*) FROM {meta}.ducklake_delete_file WHERE end_snapshot IS NULL)")[0][0])
 
 
 def compact(lake: Lake, *, now: datetime, keep: timedelta = timedelta(days=7)) -> Upkeep:
@@ -36,6 +38,7 @@ def compact(lake: Lake, *, now: datetime, keep: timedelta = timedelta(days=7)) -
     lake.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')")
     expired = lake.read(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)", [now - keep])
     lake.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', cleanup_all => true)")
+    lake.execute(f"CALL ducklake_delete_orphaned_files('{LAKE_ALIAS}', cleanup_all => true)")
     return Upkeep(before, data_files(lake), len(expired))
 
 

@@ -105,7 +105,10 @@ class RunStore:
     # -- storing a run ------------------------------------------------------------------------------
 
     def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport:
+        """Store a run once: storing it again (a retried task) changes nothing."""
         claimed = self._claim(batch, finished_at)
+        if claimed is None:
+            return StoreReport(0)
         kept = _only(batch, claimed)
         try:
             self.lake.write(lambda con: self._write_run(con, kept, finished_at))
@@ -115,8 +118,13 @@ class RunStore:
         self._finish(batch.run_id, finished_at)
         return StoreReport(len(kept.articles), len(batch.articles) - len(kept.articles))
 
-    def _claim(self, batch: RunBatch, now: datetime) -> set[str]:
+    def _claim(self, batch: RunBatch, now: datetime) -> set[str] | None:
+        """The run's article ids this run now owns (None: the run was stored before)."""
         with self.state.tx() as cur:
+            before = cur.one("SELECT state FROM runs WHERE run_id = ?", [batch.run_id])
+            if before is not None and before[0] != "released":
+                return None
+            cur.execute("DELETE FROM runs WHERE run_id = ?", [batch.run_id])
             cur.execute("INSERT INTO runs (run_id, config, started_at, claimed_at, state, host, pid) "
                         "VALUES (?, ?, ?, ?, 'claimed', ?, ?)", [batch.run_id, batch.config_name,
                                                                 ts(batch.started_at), ts(now), self.state.host,
