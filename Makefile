@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --target $(VENV)/legacy-duckdb 'duckdb>=2,<3'
+	$(PY) -m pip install -q --no-deps --target $(VENV)/legacy-duckdb 'duckdb>=2,<3'
 	touch $@
 
 install: $(VENV)/.installed

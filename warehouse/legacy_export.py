@@ -79,7 +79,7 @@ def legacy_duckdb_path() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(partial),
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(partial),
                                SIDE_PACKAGE], capture_output=True, text=True, check=False)
         if done.returncode != 0 or not _holds_duckdb2(partial):
             lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
