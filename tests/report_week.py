@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from newsmon.config import WarehouseSettings
 from newsmon.records import Article, FeedResult, FeedSpec, RunBatch, Verdict, stable_id
 from warehouse import open_warehouse
 
@@ -20,7 +21,7 @@ BODY = ("Officials in Baku said on {day} that talks went on through the week. {l
 def fill_week(path: Path, *, n: int, now: datetime, match_every: int = 1, title: str = "") -> None:
     """`n` articles spread over the 7 days before `now`, from 12 outlets in 4 languages; every
     `match_every`-th one matches the watchlist, with evidence pointing into its title and text."""
-    wh = open_warehouse(path)
+    wh = open_warehouse(WarehouseSettings(path=path))
     feeds = [FeedSpec(name, f"https://{i}.example.org/rss") for i, name in enumerate(SOURCES)]
     articles, verdicts = [], []
     for i in range(n):
@@ -38,7 +39,11 @@ def fill_week(path: Path, *, n: int, now: datetime, match_every: int = 1, title:
                                 (("az_ru", 2.0), ("energy", 1.5), ("cooperation", 1.0)),
                                 tuple(_evidence(head, text)) if match else ()))
     results = tuple(FeedResult(f, now, status=200) for f in feeds)
-    wh.store_run(RunBatch("gen", "gen", now, results, tuple(articles), tuple(verdicts), ()), finished_at=now)
+    try:
+        wh.runs.store_run(RunBatch("gen", "gen", now, results, tuple(articles), tuple(verdicts), ()),
+                          finished_at=now)
+    finally:
+        wh.close()
 
 
 def _evidence(title: str, text: str) -> list[dict[str, object]]:

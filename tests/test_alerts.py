@@ -19,7 +19,8 @@ from newsmon.config import AlertSettings, Route
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.errors import AlertError
 from newsmon.records import AlertRecord, Article, ClusterRecord, FeedResult, FeedSpec, RunBatch, Verdict
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import make_warehouse
+from warehouse import Warehouse
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
@@ -155,14 +156,14 @@ def test_invalid_apprise_url_is_a_clear_error() -> None:
         AppriseNotifier().send(Channel("http://example.com/hook"), "t", "b")
 
 
-def store(wh: DuckDBWarehouse, arts: list[Article], verdicts: list[Verdict], alerts: list[AlertRecord]) -> None:
+def store(wh: Warehouse, arts: list[Article], verdicts: list[Verdict], alerts: list[AlertRecord]) -> None:
     feed = FeedResult(FeedSpec("Feed", "https://feed.example/rss"), NOW, status=200)
-    wh.store_run(RunBatch("r1", "t", NOW, (feed,), tuple(arts), tuple(verdicts), tuple(alerts),
+    wh.runs.store_run(RunBatch("r1", "t", NOW, (feed,), tuple(arts), tuple(verdicts), tuple(alerts),
                           clusters=tuple(clusters_of(*arts).values())), finished_at=NOW)
 
 
 def test_a_failing_receiver_gets_each_alert_exactly_once_after_backoff_retries(tmp_path: Path) -> None:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     with WebhookReceiver(fail_first=4) as rx:
         settings = AlertSettings(urls=(rx.apprise_url(),), retry_minutes=5)
         arts = [art("a", 1), art("b", 2, "Gas deal"), art("b2", 1, "Gas deal", feed="TASS", cluster="c-b")]
@@ -176,14 +177,15 @@ def test_a_failing_receiver_gets_each_alert_exactly_once_after_backoff_retries(t
     assert tries == [(0, 0, 2), (1, 0, 0), (6, 0, 2), (8, 0, 0), (30, 2, 0), (60, 0, 0), (120, 0, 0)]
     assert rx.attempts == 6 and len(rx.received) == 2
     keys = sorted(p["idempotency_key"] for p in rx.received)
-    assert keys == sorted(r[0] for r in wh.query("SELECT alert_id FROM alerts")[1])
+    wh.runs.sync_alerts()
+    assert keys == sorted(r[0] for r in wh.lake.query("SELECT alert_id FROM alerts")[1])
     gas = next(p for p in rx.received if "Gas deal" in p["title"])
     assert "Outlets: Feed, TASS" in gas["message"]  # the copy that joined before the send is named
-    assert wh.query("SELECT status, attempts FROM alert_ledger")[1] == [("sent", 3), ("sent", 3)]
+    assert wh.lake.query("SELECT status, attempts FROM alert_ledger")[1] == [("sent", 3), ("sent", 3)]
 
 
 def test_after_max_attempts_an_alert_is_failed_and_listed(tmp_path: Path) -> None:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     with WebhookReceiver(fail_first=100) as rx:
         settings = AlertSettings(urls=(rx.apprise_url(),), retry_minutes=0, max_attempts=3)
         store(wh, [art("a", 1)], [ver("a")], plan_alerts([art("a", 1)], [ver("a")], settings.all_routes,
@@ -191,7 +193,8 @@ def test_after_max_attempts_an_alert_is_failed_and_listed(tmp_path: Path) -> Non
         for _ in range(5):
             deliver_pending(wh, settings, AppriseNotifier(), now=NOW)
     assert rx.attempts == 3
-    _, rows = wh.query("SELECT status, attempts, last_error, kind, outlets FROM failed_alerts")
+    wh.runs.sync_alerts()
+    _, rows = wh.lake.query("SELECT status, attempts, last_error, kind, outlets FROM failed_alerts")
     assert rows == [("failed", 3, "json://127.0.0.1: delivery failed; newsmon retries on a later run", "story",
                      ["Feed"])]
 
@@ -230,7 +233,7 @@ def body_of(msg: EmailMessage, subtype: str = "plain") -> str:
 
 def test_email_reaches_a_real_smtp_server_with_its_key(smtp: tuple[int, Inbox], tmp_path: Path) -> None:
     port, inbox = smtp
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     settings = AlertSettings(urls=(mail_url(port),))
     store(wh, [art("m", 1)], [ver("m")], plan_alerts([art("m", 1)], [ver("m")], settings.all_routes, clusters={},
                                                      now=NOW, window=WINDOW))
@@ -238,7 +241,7 @@ def test_email_reaches_a_real_smtp_server_with_its_key(smtp: tuple[int, Inbox], 
     assert deliver_pending(wh, settings, AppriseNotifier(), now=NOW).sent == 0
     assert len(inbox.messages) == 1
     msg = inbox.messages[0]
-    key = wh.query("SELECT alert_id FROM alerts")[1][0][0]
+    key = wh.lake.query("SELECT alert_id FROM alerts")[1][0][0]
     assert "analyst@example.com" in msg["To"] and "Baku and Moscow" in msg["Subject"]
     assert msg["X-Newsmon-Alert-Id"] == key
     assert key in (body_of(msg) or body_of(msg, "html"))

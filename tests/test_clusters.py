@@ -7,7 +7,7 @@ from pathlib import Path
 
 from newsmon.alerts.clusters import assign_clusters, similarity
 from newsmon.records import Article, FeedResult, FeedSpec, RunBatch
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import make_warehouse
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DEVSET = [json.loads(line) for line in (Path(__file__).parent / "data" / "tagger_devset.jsonl").open()]
@@ -58,19 +58,21 @@ def test_headlines_alone_are_never_merged() -> None:
 
 
 def test_a_later_copy_joins_the_stored_cluster_and_old_clusters_are_not_compared(tmp_path: Path) -> None:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     first, clusters = assign_clusters(copies()[:1], [], threshold=0.45, now=NOW)
     feed = FeedResult(FeedSpec("Wire", "https://wire.example/rss"), NOW, status=200)
-    wh.store_run(RunBatch("r1", "t", NOW, (feed,), tuple(first), (), (), clusters=tuple(clusters)), finished_at=NOW)
-    recent = wh.recent_clusters(since=NOW - timedelta(days=3))
+    wh.runs.store_run(RunBatch("r1", "t", NOW, (feed,), tuple(first), (), (), clusters=tuple(clusters)),
+                      finished_at=NOW)
+    recent = wh.runs.recent_clusters(since=NOW - timedelta(days=3))
     assert [c.cluster_id for c in recent] == [first[0].cluster_id] and len(recent[0].signature) == 128
     later, touched = assign_clusters(copies()[3:], recent, threshold=0.45, now=NOW + timedelta(hours=5))
     assert later[0].cluster_id == first[0].cluster_id and touched[0].cluster_id == first[0].cluster_id
-    assert wh.recent_clusters(since=NOW + timedelta(days=1)) == []  # outside the lookback: never compared
-    wh.store_run(RunBatch("r2", "t", NOW, (feed,), tuple(later), (), (), clusters=tuple(touched)), finished_at=NOW)
-    _, rows = wh.query("SELECT articles, outlets FROM story_clusters")
+    assert wh.runs.recent_clusters(since=NOW + timedelta(days=1)) == []  # outside the lookback: never compared
+    wh.runs.store_run(RunBatch("r2", "t", NOW, (feed,), tuple(later), (), (), clusters=tuple(touched)),
+                      finished_at=NOW)
+    _, rows = wh.lake.query("SELECT articles, outlets FROM story_clusters")
     assert rows == [(2, ["Interfax", "Wire"])]
-    assert wh.query("SELECT DISTINCT cluster_id FROM articles")[1] == [(first[0].cluster_id,)]
+    assert wh.lake.query("SELECT DISTINCT cluster_id FROM articles")[1] == [(first[0].cluster_id,)]
 
 
 def test_signatures_worked_out_in_the_pool_give_the_same_clusters_and_verdicts_as_the_flow_process() -> None:

@@ -12,15 +12,15 @@ from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.digest import build_digest
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.records import Article, FeedResult, FeedSpec, RunBatch, Verdict
-from tests.conftest import write_config
+from tests.conftest import make_warehouse, write_config
 from tests.test_alerts import body_of, mail_url, smtp  # noqa: F401  (the SMTP fixture)
 from tests.test_clusters import WIRE
-from warehouse.duckdb_store import DuckDBWarehouse
+from warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fill(wh: DuckDBWarehouse, now: datetime) -> None:
+def fill(wh: Warehouse, now: datetime) -> None:
     """A wire story carried by two outlets, one other match, and a 10-day-old match outside the digest."""
     def art(aid: str, feed: str, title: str, text: str, age_h: float) -> Article:
         return Article(aid, f"https://{feed.lower()}.example/rss", feed, aid, f"https://{feed.lower()}.example/{aid}",
@@ -36,13 +36,13 @@ def fill(wh: DuckDBWarehouse, now: datetime) -> None:
                         (("az_ru", 5.0), ("energy", 3.0)), ev) for i, a in enumerate(arts)]
     arts2, clusters = assign_clusters(arts, [], threshold=0.45, now=now)
     feed = FeedResult(FeedSpec("Trend", "https://trend.example/rss"), now, status=200)
-    wh.store_run(RunBatch("r1", "t", now, (feed,), tuple(arts2), tuple(verdicts), (), clusters=tuple(clusters)),
-                 finished_at=now)
+    wh.runs.store_run(RunBatch("r1", "t", now, (feed,), tuple(arts2), tuple(verdicts), (), clusters=tuple(clusters)),
+                      finished_at=now)
 
 
 def test_digest_groups_matches_by_cluster_with_outlets_scores_and_snippets(tmp_path: Path) -> None:
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     fill(wh, now)
     digest = build_digest(wh, since=timedelta(hours=24), now=now)
     assert [(s.title, s.outlets) for s in digest.stories] == [
@@ -67,8 +67,9 @@ def test_digest_command_prints_and_sends_once_per_channel(tmp_path: Path, smtp: 
     port, inbox = smtp
     with WebhookReceiver() as rx:
         cfg = write_config(tmp_path, [], [rx.apprise_url(), mail_url(port)])
-        wh = DuckDBWarehouse(tmp_path / "wh" / "newsmon.duckdb")
+        wh = make_warehouse(tmp_path / "wh" / "newsmon.duckdb")
         fill(wh, datetime.now(UTC))
+        wh.close()
         shown = cli(cfg, "--since", "24h")
         assert shown.returncode == 0, shown.stderr
         assert "Trend, TASS" in shown.stdout and "Gas swap" in shown.stdout and "Old news" not in shown.stdout

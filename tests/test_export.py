@@ -9,14 +9,15 @@ import pytest
 
 from newsmon.cli import main
 from newsmon.records import RunBatch
+from tests.conftest import make_warehouse
 from tests.test_warehouse import NOW, article, batch
-from warehouse.duckdb_store import DuckDBWarehouse
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
-    wh.store_run(batch("r1", 4), finished_at=NOW)  # published NOW - i hours: two UTC days
+    wh = make_warehouse(tmp_path / "w.duckdb")
+    wh.runs.store_run(batch("r1", 4), finished_at=NOW)  # published NOW - i hours: two UTC days
+    wh.close()
     cfg = tmp_path / "newsmon.toml"
     cfg.write_text('[warehouse]\npath = "w.duckdb"\n', encoding="utf-8")
     return cfg
@@ -40,7 +41,9 @@ def test_parquet_export_is_partitioned_by_utc_day_and_reads_back(config: Path, t
 
 def test_jsonl_and_csv_exports_and_since(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = RunBatch("r2", "t", NOW, (), (article(50, published_at=datetime(2026, 1, 1, tzinfo=UTC)),), (), ())
-    DuckDBWarehouse(tmp_path / "w.duckdb").store_run(old, finished_at=NOW)
+    wh = make_warehouse(tmp_path / "w.duckdb")
+    wh.runs.store_run(old, finished_at=NOW)
+    wh.close()
     assert main(["export", "-c", str(config), "--format", "jsonl", "--since", "2026-11-27", str(tmp_path / "j")]) == 0
     lines = (tmp_path / "j" / "articles.jsonl").read_text(encoding="utf-8").splitlines()
     assert sorted(json.loads(line)["article_id"] for line in lines) == ["a0", "a1", "a2", "a3"]

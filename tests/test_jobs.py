@@ -1,4 +1,4 @@
-"""Re-tag and re-extract over a real DuckDB file (plain functions, no Prefect), dedup and raw-page packing."""
+"""Re-tag and re-extract over a real warehouse (plain functions, no Prefect), dedup and raw-page packing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from flows.jobs import reextract, retag
 from newsmon.errors import ExtractionError
 from newsmon.records import Article, RawPage, RunBatch, Verdict, url_key
 from newsmon.tagging import load_watchlists
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import make_warehouse
+from warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = Path(__file__).parent / "data" / "pages"
@@ -40,9 +41,9 @@ def stale(article_id: str, match: bool, score: float) -> Verdict:
     return Verdict(article_id, "az_ru", "2000.1", match, score, (), (("az_ru", 0.0),), ())
 
 
-def warehouse_with(tmp_path: Path, articles: list[Article], verdicts: list[Verdict]) -> DuckDBWarehouse:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
-    wh.store_run(RunBatch("r1", "t", NOW, (), tuple(articles), tuple(verdicts), ()), finished_at=NOW)
+def warehouse_with(tmp_path: Path, articles: list[Article], verdicts: list[Verdict]) -> Warehouse:
+    wh = make_warehouse(tmp_path / "w.duckdb")
+    wh.runs.store_run(RunBatch("r1", "t", NOW, (), tuple(articles), tuple(verdicts), ()), finished_at=NOW)
     return wh
 
 
@@ -54,13 +55,13 @@ def test_retag_dry_run_lists_flips_and_writes_nothing_then_the_real_run_writes(t
     assert dry.examined == 2 and dry.retagged == 0
     assert {(f.article_id, f.old_match, f.new_match, f.old_score) for f in dry.flips} == {
         ("a0", False, True, 0.2), ("a1", True, False, 1.4)}
-    assert wh.stored_verdicts(["a0", "a1"])[("a0", "az_ru")] == (False, 0.2, "2000.1")  # untouched
+    assert wh.archive.stored_verdicts(["a0", "a1"])[("a0", "az_ru")] == (False, 0.2, "2000.1")  # untouched
 
     done = retag(wh, watchlists, since=None, dry_run=False, now=NOW)
     assert done.retagged == 2 and len(done.flips) == 2
-    stored = wh.stored_verdicts(["a0", "a1"])
+    stored = wh.archive.stored_verdicts(["a0", "a1"])
     assert stored[("a0", "az_ru")][0] is True and stored[("a0", "az_ru")][2] == watchlists[0].version
-    surface = wh.query("SELECT DISTINCT e.text FROM tags, unnest(evidence) AS u(e) WHERE article_id = 'a0'")[1]
+    surface = wh.lake.query("SELECT DISTINCT e.text FROM tags, unnest(evidence) AS u(e) WHERE article_id = 'a0'")[1]
     assert ("Gazprom",) in surface and all("*" not in t for (t,) in surface)
     assert retag(wh, watchlists, since=None, dry_run=True, now=NOW).flips == []
 
@@ -69,7 +70,7 @@ def test_retag_since_only_touches_recent_stories(tmp_path: Path) -> None:
     wh = warehouse_with(tmp_path, [art(0, *POSITIVE), art(5, *POSITIVE)], [])
     report = retag(wh, load_watchlists(), since=NOW - timedelta(days=2), dry_run=False, now=NOW)
     assert report.examined == 1 and [f.article_id for f in report.flips] == ["a0"]
-    assert set(wh.stored_verdicts(["a0", "a5"])) == {("a0", "az_ru")}
+    assert set(wh.archive.stored_verdicts(["a0", "a5"])) == {("a0", "az_ru")}
 
 
 def test_reextract_updates_text_from_the_kept_page_and_retags_it(tmp_path: Path) -> None:
@@ -78,12 +79,12 @@ def test_reextract_updates_text_from_the_kept_page_and_retags_it(tmp_path: Path)
     leaked = art(0, "Baku hosts a carpet exhibition", "SOCAR and Gazprom sign gas deal\\nRussia, Azerbaijan energy")
     wh = warehouse_with(tmp_path, [leaked, art(1, *NEGATIVE)], [stale("a0", True, 2.0)])
     codec, data = pack(page)
-    wh.store_raw_pages([RawPage("a0", "https://news.example/0", "text/html", None, codec, data, len(page), NOW),
+    wh.archive.store_raw_pages([RawPage("a0", "https://news.example/0", "text/html", None, codec, data, len(page), NOW),
                         RawPage("a1", "https://news.example/1", "text/html", None, "gzip", b"broken", 6, NOW)])
     report = reextract(wh, load_watchlists(), since=None, now=NOW, workers=1)
     assert report.examined == 2 and report.changed_text == 1 and len(report.failed) == 1
     assert "corrupt" in report.failed[0][1]
-    text, status = wh.query("SELECT text, extraction_status FROM articles WHERE article_id = 'a0'")[1][0]
+    text, status = wh.lake.query("SELECT text, extraction_status FROM articles WHERE article_id = 'a0'")[1][0]
     assert "Gazprom" not in text and status in {"ok", "recall"}
     assert [(f.article_id, f.new_match) for f in report.flips] == [("a0", False)]
 
@@ -128,7 +129,7 @@ def test_the_pool_initializer_loads_the_language_model_once_per_worker() -> None
 
 
 def test_cli_retag_dry_run_prints_the_stories_that_would_flip(tmp_path: Path) -> None:
-    warehouse_with(tmp_path, [art(0, *POSITIVE)], [stale("a0", False, 0.2)])
+    warehouse_with(tmp_path, [art(0, *POSITIVE)], [stale("a0", False, 0.2)]).close()
     cfg = tmp_path / "newsmon.toml"
     cfg.write_text('[warehouse]\npath = "w.duckdb"\n', encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

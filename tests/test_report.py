@@ -1,5 +1,5 @@
 """The report without a browser: highlighting, escaping, grouping, series, feed states, and the queries
-against real DuckDB files (including the columns other parts of newsmon add later)."""
+against real warehouses (including the columns other parts of newsmon add later)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from newsmon.config import Settings, WarehouseSettings
 from newsmon.errors import ConfigError
+from newsmon.records import AlertRecord
 from newsmon.report import build_report, parse_since
 from newsmon.report.chart import matches_chart
 from newsmon.report.data import load_report
@@ -21,6 +21,7 @@ from newsmon.report.model import (
     Copy,
     Evidence,
     Marked,
+    ReportData,
     build_stories,
     feed_row,
     mark_snippet,
@@ -30,8 +31,9 @@ from newsmon.report.model import (
     story_snippets,
 )
 from newsmon.report.render import filter_data, href, marked, render_report, script_json
+from tests.conftest import make_warehouse
 from tests.report_week import fill_week
-from warehouse import open_warehouse
+from warehouse import DeliveryOutcome, open_reader
 
 NOW = datetime(2025, 6, 8, 12, 0, tzinfo=UTC)
 HOSTILE = 'Baku <script>window.__pwned=1</script> & <img src=x onerror="alert(1)">'
@@ -104,14 +106,24 @@ def test_embedded_json_cannot_close_its_script_element() -> None:
     assert json.loads(text) == {"t": "</script><script>alert(1)</script><!--"}
 
 
+def week_report(path: Path) -> ReportData:
+    """The report data of the week before NOW, read as the report reads it (a read-only lake snapshot)."""
+    reader = open_reader(WarehouseSettings(path=path))
+    try:
+        return load_report(reader, start=NOW - timedelta(days=7), now=NOW)
+    finally:
+        reader.close()
+
+
 def hostile_data(tmp_path: Path):
     path = tmp_path / "w.duckdb"
     fill_week(path, n=3, now=NOW, title=HOSTILE)
-    con = duckdb.connect(str(path))
-    con.execute("UPDATE articles SET feed_name = '<b onmouseover=alert(1)>Evil</b>', url = 'javascript:alert(1)'")
-    con.execute("UPDATE feeds SET name = '<svg onload=alert(1)>', last_error = '</td><script>x()</script>'")
-    con.close()
-    return load_report(open_warehouse(path, read_only=True), start=NOW - timedelta(days=7), now=NOW)
+    wh = make_warehouse(path)
+    wh.lake.write(lambda con: (
+        con.execute("UPDATE articles SET feed_name = '<b onmouseover=alert(1)>Evil</b>', url = 'javascript:alert(1)'"),
+        con.execute("UPDATE feeds SET name = '<svg onload=alert(1)>', last_error = '</td><script>x()</script>'")))
+    wh.close()
+    return week_report(path)
 
 
 def test_every_feed_string_is_escaped_in_the_page(tmp_path: Path) -> None:
@@ -173,13 +185,13 @@ def test_parse_since() -> None:
             parse_since(bad)
 
 
-# -- against real DuckDB files --------------------------------------------------------------------------
+# -- against real warehouses ------------------------------------------------------------------------------
 
 
 def test_report_data_from_a_generated_week(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     fill_week(path, n=100, now=NOW, match_every=5)
-    data = load_report(open_warehouse(path, read_only=True), start=NOW - timedelta(days=7), now=NOW)
+    data = week_report(path)
     assert data.articles_total == 100 and data.matches_total == 20 == data.stories_total == len(data.stories)
     assert data.clustered and data.spikes == ()  # every article stored without a cluster is its own
     assert [s.last_seen for s in data.stories] == sorted((s.last_seen for s in data.stories), reverse=True)
@@ -199,13 +211,17 @@ def test_report_data_from_a_generated_week(tmp_path: Path) -> None:
 def test_cluster_ids_and_spike_alerts_are_used_once_the_schema_has_them(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     fill_week(path, n=12, now=NOW)
-    con = duckdb.connect(str(path))  # three copies of one wire story (as clustering stores them) and a spike
-    con.execute("UPDATE articles SET cluster_id = 'wire-1' WHERE entry_key IN ('gen:0', 'gen:1', 'gen:2')")
-    con.execute("INSERT INTO alerts (alert_id, article_id, watchlist, channel, channel_name, status, attempts, "
-                "created_at, kind) VALUES ('sp1', NULL, 'az_ru', 'c', 'json://h', 'sent', 1, ?, 'spike')",
-                [NOW - timedelta(days=2)])
-    con.close()
-    data = load_report(open_warehouse(path, read_only=True), start=NOW - timedelta(days=7), now=NOW)
+    wh = make_warehouse(path)  # three copies of one wire story (as clustering stores them) and a spike
+    wh.lake.write(lambda con: con.execute(
+        "UPDATE articles SET cluster_id = 'wire-1' WHERE entry_key IN ('gen:0', 'gen:1', 'gen:2')"))
+    spike = AlertRecord("sp1", "", "az_ru", "c", "pending", 0, "", "", "", None, 0.0, (), (),
+                        channel_name="json://h", kind="spike", subject="az_ru")
+    sent = NOW - timedelta(days=2)
+    assert wh.runs.queue_alerts([spike], now=sent) == 1
+    wh.runs.mark_alerts([DeliveryOutcome("sp1", None)], now=sent, max_attempts=3)
+    assert wh.runs.sync_alerts() == 1
+    wh.close()
+    data = week_report(path)
     assert data.clustered and data.stories_total == 10 and data.matches_total == 12
     wire = next(s for s in data.stories if s.key == "wire-1")
     assert len(wire.copies) == 3 and len(wire.sources) == 3
@@ -219,7 +235,7 @@ def test_cluster_ids_and_spike_alerts_are_used_once_the_schema_has_them(tmp_path
 
 def test_build_report_writes_a_page_for_an_empty_warehouse(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
-    open_warehouse(path)
+    make_warehouse(path).close()
     settings = Settings(source=tmp_path / "desk.toml", warehouse=WarehouseSettings(path))
     out = build_report(settings, timedelta(days=7), tmp_path / "out" / "report.html", now=NOW)
     page = out.read_text(encoding="utf-8")

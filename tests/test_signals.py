@@ -9,7 +9,7 @@ from newsmon.alerts.signals import detect_spikes, failing_feeds, feed_alerts
 from newsmon.config import AlertSettings, Route
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.records import Article, FeedResult, FeedSpec, FeedStatus, RunBatch, Verdict
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import make_warehouse
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SPIKE = dict(hours=6.0, baseline_days=7.0, factor=3.0, min_stories=5)
@@ -54,14 +54,14 @@ def test_feed_health_alerts_once_per_failure_episode() -> None:
 
 
 def test_spike_and_feed_alerts_are_queued_once_and_delivered(tmp_path: Path) -> None:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     bad = FeedResult(FeedSpec("Broken", "https://broken.example/rss"), NOW - timedelta(hours=30), status=500,
                      error="HTTP 500")
     arts = [Article(f"a{i}", "https://n.example/rss", "N", f"k{i}", f"https://n.example/{i}", f"Story {i}", "",
                     f"text {i}", NOW, published_at=NOW - timedelta(hours=i / 2)) for i in range(6)]
     verdicts = [Verdict(a.article_id, "az_ru", "1", True, 5.0, ("az_ru",), (), ()) for a in arts]
-    wh.store_run(RunBatch("r1", "t", NOW, (bad,), tuple(arts), tuple(verdicts), ()), finished_at=NOW)
-    wh.store_run(RunBatch("r2", "t", NOW, (FeedResult(bad.feed, NOW, status=500, error="HTTP 500"),), (), (), ()),
+    wh.runs.store_run(RunBatch("r1", "t", NOW, (bad,), tuple(arts), tuple(verdicts), ()), finished_at=NOW)
+    wh.runs.store_run(RunBatch("r2", "t", NOW, (FeedResult(bad.feed, NOW, status=500, error="HTTP 500"),), (), (), ()),
                  finished_at=NOW)
     with WebhookReceiver() as rx:
         settings = AlertSettings(urls=(rx.apprise_url(),))

@@ -6,7 +6,9 @@ snapshot and sees the commit on its next query; nothing here waits for it, nor i
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +23,17 @@ from warehouse.lake_rows import Row, columns
 from warehouse.schema import LAKE_VERSION, MIGRATIONS
 
 T = TypeVar("T")
+
+
+def _mark_pandas_absent() -> None:
+    """DuckDB 1.5's parameter binding tries `import pandas` for every bound value; without pandas installed each
+    try searches sys.path again (storing 1,000 articles took ~40 s, 3,000 small rows 5.9 s against 0.45 s).
+    When pandas is not installed, record it as absent once, so those tries fail at once."""
+    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+
+
+_mark_pandas_absent()
 _CONFLICT_RETRIES = 5  # two writers updating one table at once: DuckLake fails the later commit; try again
 
 
