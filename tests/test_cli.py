@@ -80,11 +80,11 @@ def test_config_errors_exit_2_and_name_the_file(tmp_path: Path) -> None:
 
 
 def test_sql_is_read_only_and_prints_a_table(tmp_path: Path) -> None:
-    from warehouse import open_warehouse
+    from tests.conftest import make_warehouse
 
     cfg = tmp_path / "n.toml"
     cfg.write_text('[warehouse]\npath = "w.duckdb"\n')
-    open_warehouse(tmp_path / "w.duckdb")
+    make_warehouse(tmp_path / "w.duckdb").close()
     res = newsmon("sql", "--config", str(cfg), "SELECT count(*) AS n FROM articles")
     assert res.returncode == 0 and " n " in res.stdout and "(1 row)" in res.stdout
     as_json = newsmon("sql", "--config", str(cfg), "--format", "json", "SELECT 42 AS answer")

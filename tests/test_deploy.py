@@ -1,5 +1,5 @@
 """prefect.yaml for real: a Prefect server, the `newsmon` process pool, `prefect deploy --all`, a worker,
-and a run of `newsmon-poll` against a local news site whose rows land in DuckDB."""
+and a run of `newsmon-poll` against a local news site whose rows land in the warehouse."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from newsmon.config import load_settings
 from newsmon.demo.server import SiteServer, demo_site_root
-from tests.conftest import write_config
-from warehouse import open_warehouse
+from tests.conftest import lake_query, write_config
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +94,4 @@ def test_deploy_from_prefect_yaml_and_run_on_a_worker(prefect_server: dict[str, 
     finally:
         stop(worker)
         worker_log.close()
-    s = load_settings(cfg)
-    _, rows = open_warehouse(s.warehouse.path, read_only=True).query("SELECT count(*) FROM articles")
-    assert rows[0][0] == 13
+    assert lake_query(cfg, "SELECT count(*) FROM articles") == [(13,)]

@@ -23,12 +23,11 @@ import pytest
 from extractors.http import Fetcher, Response
 from extractors.pages import fetch_articles
 from extractors.poller import poll_feeds
-from newsmon.config import HttpSettings, load_settings
+from newsmon.config import HttpSettings
 from newsmon.errors import FetchError
 from newsmon.records import Entry, FeedSpec
 from tests import hostile_servers as hs
-from tests.conftest import RouteServer, write_config
-from warehouse import open_warehouse
+from tests.conftest import RouteServer, lake_query, write_config
 
 TIMEOUT = 1.0
 HTTP = HttpSettings(allow_private_networks=True, timeout_s=TIMEOUT, max_per_host=64, max_concurrency=64,
@@ -238,17 +237,16 @@ def test_one_flow_run_with_every_fault_records_each_and_completes_the_rest(zoo: 
     assert base and elapsed < 30
     failed = {f["name"]: f["error"] for f in summary["failed_feeds"]}
     assert set(failed) == set(FEED_FAULTS)
-    wh = open_warehouse(load_settings(cfg).warehouse.path, read_only=True)
-    health = dict(wh.query("SELECT name, last_error FROM feed_health")[1])
+    health = dict(lake_query(cfg, "SELECT name, last_error FROM feed_health"))
     for name, expected in FEED_FAULTS.items():
         assert re.search(expected, health[name] or ""), (name, health[name])
-    page_log = dict(wh.query("SELECT url, error FROM fetch_log WHERE kind = 'page'")[1])
+    page_log = dict(lake_query(cfg, "SELECT url, error FROM fetch_log WHERE kind = 'page'"))
     for name, expected in PAGE_FAULTS.items():
         if name != "bad-ipv6-link":  # feedparser drops that link: the entry is kept without one (below)
             assert re.search(expected, page_log.get(zoo[name]) or ""), (name, page_log.get(zoo[name]))
-    notes = dict(wh.query("SELECT title, extraction_note FROM articles")[1])
+    notes = dict(lake_query(cfg, "SELECT title, extraction_note FROM articles"))
     assert "no link" in notes["page bad-ipv6-link"]
-    stored = dict(wh.query("SELECT title, extraction_status FROM articles")[1])
+    stored = dict(lake_query(cfg, "SELECT title, extraction_status FROM articles"))
     assert stored["Good one"] == "ok" and stored["page good"] == "ok"
     assert {f"page {n}" for n in PAGE_FAULTS} <= set(stored)  # every faulty page still kept its summary
     assert summary["new_articles"] == len(stored) == len(PAGE_FAULTS) + 2

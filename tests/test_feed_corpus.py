@@ -23,8 +23,7 @@ import pytest
 from extractors.poller import poll_feeds_async
 from newsmon.config import HttpSettings
 from newsmon.records import FeedResult, FeedSpec, RunBatch
-from tests.conftest import CORPUS
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import CORPUS, make_warehouse
 
 ROOT = CORPUS / "feedparser-tests"
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -147,10 +146,10 @@ def test_every_corpus_feed_is_polled_without_a_crash_and_gets_an_outcome(corpus_
     assert sum(1 for r in corpus_results if r.ok and r.bozo and r.entries) == 15
     assert sum(len(r.entries) for r in corpus_results) == 581
 
-    wh = DuckDBWarehouse(tmp_path / "corpus.duckdb")
-    wh.store_run(RunBatch("corpus", "corpus", NOW, tuple(corpus_results), (), (), ()), finished_at=NOW)
-    _, rows = wh.query("SELECT count(*), count(last_status), count(*) FILTER (WHERE last_error IS NOT NULL), "
-                       "sum(entries_seen) FROM feed_health")
+    wh = make_warehouse(tmp_path / "corpus.duckdb")
+    wh.runs.store_run(RunBatch("corpus", "corpus", NOW, tuple(corpus_results), (), (), ()), finished_at=NOW)
+    _, rows = wh.lake.query("SELECT count(*), count(last_status), count(*) FILTER (WHERE last_error IS NOT NULL), "
+                            "sum(entries_seen) FROM feed_health")
     assert rows == [(served, served, counts["rejected"], sum(len(r.entries) for r in corpus_results))]
 
 

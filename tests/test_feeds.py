@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from extractors.feeds import entry_key, fingerprint, normalize_link, parse_feed, strip_html
@@ -11,8 +12,7 @@ from extractors.pages import build_article
 from extractors.summary import from_feed
 from newsmon.errors import FeedParseError
 from newsmon.records import FeedResult, FeedSpec, RunBatch
-from tests.test_warehouse import v1_file
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import make_warehouse
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -109,22 +109,22 @@ def poll(body: bytes, feed_url: str = FEED_URL) -> FeedResult:
 
 
 class Store:
-    """The warehouse's part in identity, over a real DuckDB file."""
+    """The warehouse's part in identity, over a real warehouse (state database + DuckLake)."""
 
     def __init__(self, path: Path) -> None:
-        self.wh = DuckDBWarehouse(path)
+        self.wh = make_warehouse(path)
         self.runs = 0
 
     def run(self, *results: FeedResult, now: datetime = WHEN) -> Resolution:
-        found = resolve_entries(results, self.wh.known_entries(all_aliases(results)), now=now)
+        found = resolve_entries(results, self.wh.runs.known_entries(all_aliases(results)), now=now)
         self.runs += 1
         arts = tuple(build_article(e, from_feed(e, "test"), "n", now) for e in found.new)
-        self.wh.store_run(RunBatch(f"r{self.runs}", "t", now, results, arts, (), (), aliases=tuple(found.aliases),
-                                   edits=tuple(found.edits)), finished_at=now)
+        self.wh.runs.store_run(RunBatch(f"r{self.runs}", "t", now, results, arts, (), (),
+                                        aliases=tuple(found.aliases), edits=tuple(found.edits)), finished_at=now)
         return found
 
     def titles(self) -> list[str]:
-        return [r[0] for r in self.wh.query("SELECT title FROM articles ORDER BY title")[1]]
+        return [r[0] for r in self.wh.lake.query("SELECT title FROM articles ORDER BY title")[1]]
 
 
 def test_a_feed_that_rotates_guids_neither_duplicates_nor_loses_stories(tmp_path: Path) -> None:
@@ -173,12 +173,28 @@ def test_an_edited_entry_updates_in_place_keeps_its_dates_and_does_not_come_back
     later = WHEN + timedelta(hours=2)
     found = s.run(poll(doc(("urn:n:1", "https://news.example/a", "Final title", "second"))), now=later)
     assert found.new == [] and [e.title for e in found.edits] == ["Final title"]
-    row = s.wh.query("SELECT title, summary, first_seen_at, published_at, updated_at, edits FROM articles")[1]
+    row = s.wh.lake.query("SELECT title, summary, first_seen_at, published_at, updated_at, edits FROM articles")[1]
     assert row == [("Final title", "second", WHEN, WHEN, later, 1)]
     # the same feed again, and the story through a second feed with its own title: no new edit, no new story
     assert s.run(poll(doc(("urn:n:1", "https://news.example/a", "Final title", "second")))).edits == []
     other = s.run(poll(doc(("urn:n:1", "https://news.example/a", "Other title", "z")), "https://news.example/top"))
     assert other.new == [] and other.edits == []
+
+
+def v1_file(path: Path) -> duckdb.DuckDBPyConnection:
+    """A single-file warehouse as schema version 1 made it (its meta and articles tables), open for the test
+    to add old rows. DuckDB 1.5.5 writes it; the migration reads it with the side-installed DuckDB 2.x."""
+    con = duckdb.connect(str(path))
+    con.execute("""
+        CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+        CREATE TABLE articles (
+            article_id VARCHAR PRIMARY KEY, url VARCHAR NOT NULL, canonical_url VARCHAR, feed_url VARCHAR NOT NULL,
+            feed_name VARCHAR, entry_key VARCHAR NOT NULL, title VARCHAR, summary VARCHAR, text VARCHAR,
+            author VARCHAR, site_name VARCHAR, language VARCHAR, published_at TIMESTAMPTZ,
+            fetched_at TIMESTAMPTZ NOT NULL, word_count INTEGER, extraction_status VARCHAR,
+            extraction_note VARCHAR, content_hash VARCHAR, run_id VARCHAR);
+        INSERT INTO meta VALUES ('schema_version', '1');""")
+    return con
 
 
 def test_a_v1_warehouse_is_migrated_with_its_keys_as_aliases(tmp_path: Path) -> None:
@@ -189,7 +205,7 @@ def test_a_v1_warehouse_is_migrated_with_its_keys_as_aliases(tmp_path: Path) -> 
                 "('old', 'https://news.example/a', ?, 'https://news.example/a', 'A', 'a', ?)", [FEED_URL, WHEN])
     con.close()
     s = Store(path)
-    assert s.wh.query("SELECT first_seen_at FROM articles")[1] == [(WHEN,)]
+    assert s.wh.lake.query("SELECT first_seen_at FROM articles")[1] == [(WHEN,)]
     # a GUID-keyed poll of the same story finds it through the old link key
     assert s.run(poll(doc(("urn:n:1", "https://news.example/a", "A", "a")))).new == []
 

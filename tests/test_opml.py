@@ -14,7 +14,7 @@ from newsmon.config import HttpSettings, load_settings
 from newsmon.errors import ConfigError, FeedParseError
 from newsmon.records import FeedResult, FeedSpec, RunBatch
 from tests.conftest import RouteServer, write_config
-from warehouse.duckdb_store import DuckDBWarehouse
+from warehouse import open_warehouse
 
 OPML = b"""<?xml version="1.0"?>
 <opml version="1.0"><head><title>My reader</title></head><body>
@@ -95,13 +95,13 @@ def test_cli_feeds_table_shows_failures_backoff_and_gone(tmp_path: Path, capsys:
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")  # a wide terminal, so rich does not abbreviate cells
     cfg = write_config(tmp_path, [])
-    wh = DuckDBWarehouse(load_settings(cfg).warehouse.path)
+    wh = open_warehouse(load_settings(cfg).warehouse)
     now = datetime.now(UTC)
     results = (FeedResult(FeedSpec("Healthy", "https://h.example/rss"), now, status=200),
                FeedResult(FeedSpec("Limited", "https://l.example/rss"), now, status=429, error="HTTP 429 slow down",
                           next_poll_at=now + timedelta(hours=1)),
                FeedResult(FeedSpec("Day.az", "https://d.example/rss"), now, status=410, error="HTTP 410 Gone"))
-    wh.store_run(RunBatch("r", "t", now, results, (), (), ()), finished_at=now)
+    wh.runs.store_run(RunBatch("r", "t", now, results, (), (), ()), finished_at=now)
     assert main(["feeds", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if "example" in ln or "Healthy" in ln or "Limited" in ln or "Day.az" in ln]

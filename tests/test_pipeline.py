@@ -113,11 +113,13 @@ def test_a_failing_run_alerts_through_the_on_failure_hook(tmp_path: Path) -> Non
 
     with WebhookReceiver() as rx:
         cfg = write_config(tmp_path, [("x", "http://127.0.0.1:9/feed")], [rx.apprise_url()])
-        (tmp_path / "wh" / "newsmon.duckdb").mkdir(parents=True)  # a folder where the file should be
+        (tmp_path / "wh" / "newsmon.state.sqlite").mkdir(parents=True)  # a folder where the file should be
         with pytest.raises(StorageError):
             run(cfg)
     assert len(rx.received) == 1
-    assert "failed" in rx.received[0]["title"] and "newsmon.duckdb" in rx.received[0]["message"]
+    assert "failed" in rx.received[0]["title"] and "newsmon.state.sqlite" in rx.received[0]["message"]
+
+
 def rss(items: list[tuple[str, str, str, float]]) -> bytes:
     """An RSS feed of (title, link, summary, age in hours) items."""
     now = datetime.now(UTC)
@@ -227,7 +229,7 @@ if sys.argv[2] == "tx":
     con.execute("BEGIN TRANSACTION")
 print(con.execute("SELECT count(*) FROM articles").fetchone()[0], flush=True)
 for line in sys.stdin:
-    if line.strip() == "commit":
+    if line.strip() == "commit" and sys.argv[2] == "tx":
         con.execute("COMMIT")
     print(con.execute("SELECT count(*) FROM articles").fetchone()[0], flush=True)
 """
@@ -253,6 +255,7 @@ def three_runs(tmp_path: Path, routes: RouteServer, rx: WebhookReceiver, holders
 
     from newsmon.cli import main
 
+    tmp_path.mkdir()
     cfg = write_config(tmp_path, [("fresh", routes.base_url + "/rss")], [rx.apprise_url()])
     now = datetime.now(UTC)
     fresh_site(routes, 0, now)

@@ -1,4 +1,4 @@
-"""The poller against real local servers and a real DuckDB file, with the clock passed in."""
+"""The poller against real local servers and a real warehouse (state database + DuckLake), with the clock passed in."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from extractors.poller import poll_feeds
 from extractors.schedule import backoff_delay, cache_floor, is_due, next_poll_at, split_due
 from newsmon.config import HttpSettings
 from newsmon.records import FeedResult, FeedSpec, FeedState, RunBatch
-from tests.conftest import RouteServer
-from warehouse.duckdb_store import DuckDBWarehouse
+from tests.conftest import RouteServer, make_warehouse
+from warehouse import Warehouse
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HTTP = HttpSettings(allow_private_networks=True, timeout_s=3, per_host_delay_s=0, jitter_s=0)
@@ -61,15 +61,15 @@ PAGE = b"<html><head><title>S</title></head><body><article><p>" + b"Baku and Mos
     b"</p></article></body></html>"
 
 
-def run_once(wh: DuckDBWarehouse, feeds: Sequence[FeedSpec], now: datetime,
+def run_once(wh: Warehouse, feeds: Sequence[FeedSpec], now: datetime,
              settings: HttpSettings = HTTP) -> tuple[list[FeedResult], list[FeedSpec], int]:
     """What the poll-feeds flow does, minus Prefect and tagging: due feeds -> poll -> identify -> pages -> store."""
-    states = wh.feed_states()
+    states = wh.runs.feed_states()
     due, waiting = split_due(feeds, states, now)
     results = poll_feeds(due, states, settings, now=now, rand=lambda: 0.0)
-    found = resolve_entries(results, wh.known_entries(all_aliases(results)), now=now)
+    found = resolve_entries(results, wh.runs.known_entries(all_aliases(results)), now=now)
     got = fetch_articles(found.new, {f.url: f.name for f in feeds}, settings, now=now, workers=1)
-    wh.store_run(RunBatch(f"run-{now:%H%M%S}", "test", now, tuple(results), tuple(got.articles), (), (),
+    wh.runs.store_run(RunBatch(f"run-{now:%H%M%S}", "test", now, tuple(results), tuple(got.articles), (), (),
                           page_errors=tuple(got.errors), aliases=tuple(found.aliases), edits=tuple(found.edits)),
                  finished_at=now)
     return results, waiting, len(got.articles)
@@ -87,7 +87,7 @@ def site(routes: RouteServer) -> RouteServer:
 
 def test_second_poll_of_an_unchanged_site_is_conditional_gets_304_and_fetches_no_page(
         site: RouteServer, tmp_path: Path) -> None:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     feeds = [FeedSpec("one", site.base_url + "/one.xml"), FeedSpec("two", site.base_url + "/two.xml")]
     first, _, stored = run_once(wh, feeds, T0)
     assert [r.status for r in first] == [200, 200] and stored == 3
@@ -102,15 +102,15 @@ def test_second_poll_of_an_unchanged_site_is_conditional_gets_304_and_fetches_no
     sent = {p: (inm, ims) for p, inm, ims in site.conditional_log}  # type: ignore[attr-defined]
     assert all(inm for inm, _ in sent.values())  # every request carried its validator
     assert sent["/one.xml"][1] == "Fri, 27 Nov 2026 10:00:00 GMT"
-    _, health = wh.query("SELECT url, last_status, consecutive_failures FROM feed_health ORDER BY url")
+    _, health = wh.lake.query("SELECT url, last_status, consecutive_failures FROM feed_health ORDER BY url")
     assert [h[1:] for h in health] == [(304, 0), (304, 0)]
-    assert wh.query("SELECT count(*) FROM articles")[1] == [(3,)]
+    assert wh.lake.query("SELECT count(*) FROM articles")[1] == [(3,)]
 
 
 def test_an_unchanged_body_without_validators_is_not_parsed_again(routes: RouteServer, tmp_path: Path) -> None:
     routes.add("/a/1", body=PAGE, content_type="text/html")
     url = routes.add("/plain.xml", body=rss(routes.base_url, [("g1", "/a/1")]))
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     run_once(wh, [FeedSpec("plain", url)], T0)
     [again], _, stored = run_once(wh, [FeedSpec("plain", url)], T0 + timedelta(minutes=15))
     assert again.status == 200 and again.not_modified and again.entries == () and stored == 0
@@ -125,8 +125,8 @@ def failing_site(routes: RouteServer) -> list[FeedSpec]:
             FeedSpec("limited", routes.base_url + "/429.xml")]
 
 
-def health(wh: DuckDBWarehouse) -> dict[str, tuple]:
-    _, rows = wh.query("SELECT name, last_status, consecutive_failures, next_poll_at, last_success_at, "
+def health(wh: Warehouse) -> dict[str, tuple]:
+    _, rows = wh.lake.query("SELECT name, last_status, consecutive_failures, next_poll_at, last_success_at, "
                        "last_error FROM feed_health")
     return {r[0]: r[1:] for r in rows}
 
@@ -135,7 +135,7 @@ def test_500_and_429_back_off_as_specified_while_the_others_are_polled(routes: R
                                                                        tmp_path: Path) -> None:
     routes.conditional_log = []  # type: ignore[attr-defined]
     feeds = failing_site(routes)
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
 
     results, _, _ = run_once(wh, feeds, T0)
     assert [r.status for r in results] == [200, 500, 429]
@@ -163,10 +163,10 @@ def test_500_and_429_back_off_as_specified_while_the_others_are_polled(routes: R
 
 def test_410_is_reported_loudly_and_polled_again_at_the_cap(routes: RouteServer, tmp_path: Path) -> None:
     url = routes.add("/gone.xml", status=410)
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     [r], _, _ = run_once(wh, [FeedSpec("gone", url)], T0)
     assert r.gone and "410 Gone" in (r.error or "") and "remove it from the config" in (r.error or "")
-    assert wh.query("SELECT gone, consecutive_failures FROM feed_health")[1] == [(True, 1)]
+    assert wh.lake.query("SELECT gone, consecutive_failures FROM feed_health")[1] == [(True, 1)]
     many = FeedState(url, consecutive_failures=30)
     [r] = poll_feeds([FeedSpec("gone", url)], {url: many}, HTTP, now=T0, rand=lambda: 0.0)
     assert r.next_poll_at == T0 + CAP  # never disabled: the cap is the longest wait
@@ -179,11 +179,11 @@ def test_permanent_redirect_moves_the_stored_url_only_to_a_feed(routes: RouteSer
     routes.add("/html", body=b"<!doctype html><html><body>moved</body></html>", content_type="text/html")
     routes.add("/old2.xml", status=308, headers={"Location": "/html"})
     feeds = [FeedSpec("moved", routes.base_url + "/old.xml"), FeedSpec("lost", routes.base_url + "/old2.xml")]
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
     results, _, _ = run_once(wh, feeds, T0)
     assert results[0].ok and results[0].effective_url == new
     assert not results[1].ok and "HTML page" in (results[1].error or "") and "stored URL is kept" in results[1].error
-    states = wh.feed_states()
+    states = wh.runs.feed_states()
     assert states[feeds[0].url].effective_url == new and states[feeds[1].url].effective_url is None
     routes.hits.clear()
     run_once(wh, feeds[:1], T0 + timedelta(hours=1))
@@ -241,7 +241,7 @@ def test_a_feed_with_no_new_entries_for_much_longer_than_its_usual_gap_is_flagge
     from newsmon.records import Article
 
     now = datetime.now(UTC)
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb")
+    wh = make_warehouse(tmp_path / "w.duckdb")
 
     def arts(feed: FeedSpec, last_seen: datetime) -> tuple[Article, ...]:
         return tuple(Article(f"{feed.name}{i}", feed.url, feed.name, f"k{feed.name}{i}", f"https://x/{feed.name}{i}",
@@ -250,7 +250,7 @@ def test_a_feed_with_no_new_entries_for_much_longer_than_its_usual_gap_is_flagge
     quiet, busy = FeedSpec("quiet", "https://q.example/rss"), FeedSpec("busy", "https://b.example/rss")
     # both publish every 2 hours; the quiet one's newest story came 3 days ago, the busy one's an hour ago
     results = (FeedResult(quiet, now, status=200), FeedResult(busy, now, status=200))
-    wh.store_run(RunBatch("r", "t", now, results, arts(quiet, now - timedelta(days=3)) +
+    wh.runs.store_run(RunBatch("r", "t", now, results, arts(quiet, now - timedelta(days=3)) +
                           arts(busy, now - timedelta(hours=1)), (), ()), finished_at=now)
-    _, rows = wh.query("SELECT name, silent, usual_gap_hours, new_24h, new_7d FROM feed_health ORDER BY name")
+    _, rows = wh.lake.query("SELECT name, silent, usual_gap_hours, new_24h, new_7d FROM feed_health ORDER BY name")
     assert rows == [("busy", False, 2.0, 5, 5), ("quiet", True, 2.0, 0, 5)]

@@ -8,6 +8,7 @@ import email
 import logging
 import re
 import socket
+import sqlite3
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -17,13 +18,13 @@ import pytest
 from extractors.http import Fetcher
 from extractors.pages import fetch_articles
 from newsmon import cli
-from newsmon.config import HttpSettings, default_config_text, load_settings
+from newsmon.config import HttpSettings, WarehouseSettings, default_config_text, load_settings
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.errors import BlockedURLError
 from newsmon.records import Entry
 from tests.conftest import RouteServer, write_config
 from tests.hostile_servers import MATCH_TEXT
-from warehouse import open_warehouse
+from warehouse import open_reader, open_warehouse
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -112,12 +113,16 @@ def test_hostile_titles_and_text_are_stored_as_data_and_defused_in_alerts(routes
     with WebhookReceiver() as rx:
         cfg = write_config(tmp_path, [("hostile", feed)], [rx.apprise_url()])
         summary = poll_feeds(config=str(cfg))
-    wh = open_warehouse(load_settings(cfg).warehouse.path, read_only=True)
-    rows = dict(wh.query("SELECT url, title FROM articles")[1])
+    reader = open_reader(load_settings(cfg).warehouse)
+    try:
+        rows = dict(reader.query("SELECT url, title FROM articles")[1])
+        verbatim = reader.query("SELECT count(*) FROM articles WHERE summary = ?", [SQLI])[1]
+    finally:
+        reader.close()
     stored = rows[routes.base_url + "/hostile"]
     assert "<script>alert('x')</script>" not in stored and "alert('x')" in stored  # tags stripped, text kept
     assert "**[click](javascript:alert(1))**" in stored  # Markdown is just characters in the warehouse
-    assert wh.query("SELECT count(*) FROM articles WHERE summary = ?", [SQLI])[1] == [(1,)]  # stored verbatim
+    assert verbatim == [(1,)]  # stored verbatim
     assert len(rows[routes.base_url + "/long"]) > 100_000  # absurd, but data
     assert summary["alerts_sent"] == len(rx.received) >= 1
     for msg in rx.received:
@@ -161,7 +166,7 @@ def test_html_email_alerts_escape_markup(tmp_path: Path) -> None:
                                        "INSERT INTO meta VALUES ('k', 'v')"])
 def test_newsmon_sql_is_read_only(tmp_path: Path, statement: str, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path, [])
-    open_warehouse(load_settings(cfg).warehouse.path)  # create it
+    open_warehouse(load_settings(cfg).warehouse).close()  # create it
     assert cli.main(["sql", "--config", str(cfg), statement]) == cli.EXIT_WAREHOUSE
     assert "read-only" in capsys.readouterr().err
     assert cli.main(["sql", "--config", str(cfg), "SELECT count(*) FROM articles"]) == cli.EXIT_OK
@@ -174,8 +179,6 @@ SECRET = "s3cr3t-T0ken-9f8e7d"
 def test_alert_secrets_never_reach_the_warehouse_logs_summary_or_prefect(
         routes: RouteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
-    import duckdb
-
     page = f"<html><body><article><p>{MATCH_TEXT}</p><p>{MATCH_TEXT}</p></article></body></html>".encode()
     routes.add("/story", body=page, content_type="text/html")
     when = format_datetime(NOW, usegmt=True)
@@ -194,18 +197,49 @@ def test_alert_secrets_never_reach_the_warehouse_logs_summary_or_prefect(
     assert code == cli.EXIT_OK and rx.attempts >= 1
     assert '"alert_errors"' in out and "delivery failed" in out and "json://127.0.0.1" in out
     traces = {"stdout": out, "stderr": err, "logs": "\n".join(r.getMessage() for r in caplog.records)}
-    wh_path = load_settings(cfg).warehouse.path
-    con = duckdb.connect(str(wh_path), read_only=True)
+    settings = load_settings(cfg).warehouse
+    after_run = warehouse_traces(settings)  # a run's few rows are inlined in the catalog...
+    wh = open_warehouse(settings)
     try:
-        con.execute(f"EXPORT DATABASE '{tmp_path / 'dump'}' (FORMAT csv)")
+        wh.upkeep(now=datetime.now(UTC))  # ...until upkeep flushes them to Parquet
     finally:
-        con.close()
-    traces["warehouse dump"] = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "dump").iterdir())
-    traces["warehouse file"] = wh_path.read_bytes().decode("latin-1")
+        wh.close()
+    after_upkeep = warehouse_traces(settings)
+    assert after_upkeep["Parquet rows"], "upkeep wrote no Parquet data"
+    traces.update({f"{k} after the run": v for k, v in after_run.items()})
+    traces.update({f"{k} after upkeep": v for k, v in after_upkeep.items()})
     traces["prefect"] = asyncio.run(prefect_traces())
-    assert "delivery failed" in traces["warehouse dump"]
+    assert "delivery failed" in after_run["state database rows"]  # the ledger keeps each attempt's error...
+    assert "delivery failed" in after_run["catalog rows"] + after_run["Parquet rows"]  # ...the lake mirrors it
+    assert "delivery failed" in after_upkeep["Parquet rows"]  # ...and so do its Parquet files
     for where, text in traces.items():
         assert SECRET not in text, f"the secret leaked into {where}"
+
+
+def warehouse_traces(settings: WarehouseSettings) -> dict[str, str]:
+    """Everything the warehouse wrote: every file's raw bytes (the state database, the DuckLake catalog, their
+    WAL files and the Parquet data), the rows of both SQLite databases and of every Parquet file."""
+    import duckdb
+
+    state, catalog, data = settings.state_path, Path(settings.catalog_target), settings.data_folder
+    parquet = sorted(data.rglob("*.parquet"))
+    assert state.is_file() and catalog.is_file(), "the run wrote no warehouse files"
+    files = {p for base in (state, catalog) for p in base.parent.glob(base.name + "*")} | set(data.rglob("*"))
+    traces = {"warehouse files (raw bytes)":
+              "\n".join(p.read_bytes().decode("latin-1") for p in sorted(files) if p.is_file())}
+    for name, path in (("state database rows", state), ("catalog rows", catalog)):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            traces[name] = "\n".join(db.iterdump())
+        finally:
+            db.close()
+    con = duckdb.connect()
+    try:
+        traces["Parquet rows"] = "\n".join(repr(row) for p in parquet
+                                           for row in con.execute("SELECT * FROM read_parquet(?)", [str(p)]).fetchall())
+    finally:
+        con.close()
+    return traces
 
 
 async def prefect_traces() -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import lake_query, write_config
 from tests.test_deploy import ROOT, prefect_server  # noqa: F401 - the server fixture
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_serve_without_a_server_starts_one_and_its_schedule_really_runs(tmp_path
     """Prefect's temporary API has no scheduler: serve must bring its own server, or nothing ever runs."""
     from newsmon.config import load_settings
     from newsmon.demo.server import SiteServer, demo_site_root
-    from warehouse import open_warehouse
+    from newsmon.errors import StorageError
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -80,16 +80,15 @@ def test_serve_without_a_server_starts_one_and_its_schedule_really_runs(tmp_path
         log = open(tmp_path / "serve.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "newsmon.cli", "serve", "--config", str(cfg)], env=env,
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wh_path, stored = load_settings(cfg).warehouse.path, 0
+        catalog, stored = Path(load_settings(cfg).warehouse.catalog_target), 0
         try:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and not stored:
                 time.sleep(3)
-                if wh_path.exists():
+                if catalog.exists():
                     try:
-                        stored = open_warehouse(wh_path, read_only=True, lock_timeout_s=1).query(
-                            "SELECT count(*) FROM articles")[1][0][0]
-                    except Exception:  # the run may hold the file this instant
+                        stored = lake_query(cfg, "SELECT count(*) FROM articles")[0][0]
+                    except StorageError:  # the first run is still creating the lake's tables
                         continue
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)

@@ -17,7 +17,6 @@ from typing import Any
 import duckdb
 
 from newsmon.config import WarehouseSettings
-from newsmon.errors import StorageError
 from newsmon.records import url_key
 from warehouse.lake import Lake
 from warehouse.schema import TABLES
@@ -44,12 +43,63 @@ def migrate_if_needed(settings: WarehouseSettings, state: StateDB, lake: Lake) -
     from warehouse.legacy_export import export_legacy
 
     with tempfile.TemporaryDirectory(prefix="newsmon-migrate-") as tmp:
-        files = export_legacy(old, Path(tmp))
+        files = _upgrade(export_legacy(old, Path(tmp)), Path(tmp) / "v5")
         if not _lake_has(lake, old):
             lake.write(lambda con: _load_lake(con, files, old))
         _load_state(state, files)
     old.rename(old.with_name(old.name + MIGRATED_SUFFIX))
     return True
+
+
+# What migrations 2..5 of the single-file warehouse added, filled in as they filled it in: a file of schema
+# 1..4 is exported as it stands and brought to schema 5's shape here, before anything is loaded.
+_CLUSTER_OF = "left(sha256('cluster' || chr(31) || article_id), 24)"  # records.stable_id("cluster", article_id)
+_URL_KEY = ("rtrim(split_part(regexp_replace(lower(trim(coalesce(canonical_url, url))), "
+            "'^[a-z][a-z0-9+.-]*://(www\\.)?', ''), '#', 1), '/')")  # records.url_key, as migration 5 had it
+_ADDED_COLUMNS = {
+    "articles": {"cluster_id": _CLUSTER_OF, "first_seen_at": "fetched_at", "updated_at": "NULL::TIMESTAMPTZ",
+                 "guid": "NULL::VARCHAR", "edits": "0", "url_key": _URL_KEY},
+    "alerts": {"kind": "'story'", "cluster_id": _CLUSTER_OF, "subject": "NULL::VARCHAR", "body": "NULL::VARCHAR",
+               "next_attempt_at": "NULL::TIMESTAMPTZ", "delivery_key": "NULL::VARCHAR"},
+    "feeds": {"effective_url": "NULL::VARCHAR"},
+}
+_ADDED_TABLES = {  # from the (upgraded) articles: each stored article seeds its own cluster; entry keys are aliases
+    "clusters": "SELECT cluster_id, article_id AS seed_article_id, title, coalesce(published_at, fetched_at) "
+                "AS first_published_at, fetched_at AS created_at, NULL::UINTEGER[] AS signature FROM {articles}",
+    "entry_aliases": "SELECT entry_key AS alias, min(article_id) AS article_id FROM {articles} GROUP BY entry_key",
+}
+
+
+def _upgrade(files: dict[str, Path], out: Path) -> dict[str, Path]:
+    """The exported tables in schema 5's shape (rewritten under `out`; a schema-5 export is returned as is)."""
+    files = dict(files)
+    con = duckdb.connect()
+
+    def rewrite(table: str, select: str) -> None:
+        out.mkdir(exist_ok=True)
+        target = out / f"{table}.parquet"
+        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet)")
+        files[table] = target
+
+    def cols(table: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{files[table]}')").fetchall()}
+
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for table, added in _ADDED_COLUMNS.items():
+            have = cols(table) if table in files else {}
+            extra = [f"{sql} AS {name}" for name, sql in added.items() if have and name not in have]
+            if extra:
+                rewrite(table, f"SELECT *, {', '.join(extra)} FROM read_parquet('{files[table]}')")
+        if "tags" in files and " text VARCHAR" not in cols("tags").get("evidence", " text VARCHAR").replace('"', ""):
+            rewrite("tags", "SELECT * REPLACE (list_transform(evidence, lambda e: struct_insert(e, text := "
+                            f"NULL::VARCHAR)) AS evidence) FROM read_parquet('{files['tags']}')")
+        for table, select in _ADDED_TABLES.items():
+            if table not in files and "articles" in files:
+                rewrite(table, select.format(articles=f"read_parquet('{files['articles']}')"))
+    finally:
+        con.close()
+    return files
 
 
 def _lake_has(lake: Lake, old: Path) -> bool:
@@ -122,7 +172,8 @@ def _load_state(state: StateDB, files: dict[str, Path]) -> None:
             to_json(coalesce((SELECT list(DISTINCT coalesce(e.text, e.term) ORDER BY coalesce(e.text, e.term))
                      FROM {tags} t, unnest(t.evidence) AS u(e)
                      WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist), [])),
-            to_json(coalesce((SELECT list(DISTINCT e.snippet ORDER BY e.snippet) FROM {tags} t, unnest(t.evidence) AS u(e)
+            to_json(coalesce((SELECT list(DISTINCT e.snippet ORDER BY e.snippet)
+                     FROM {tags} t, unnest(t.evidence) AS u(e)
                      WHERE t.article_id = al.article_id AND t.watchlist = al.watchlist AND t.passed
                      AND e.snippet <> ''), [])),
             al.subject, al.body, 'migrated', 1
@@ -141,9 +192,9 @@ def _load_state(state: StateDB, files: dict[str, Path]) -> None:
                  [_iso((*r[:5], array("I", r[5]).tobytes() if r[5] else None, r[6])) for r in clusters])
         cur.many("INSERT INTO matched VALUES (?,?,?,?,?) ON CONFLICT (cluster_id, watchlist) DO NOTHING",
                  [_iso(r) for r in matched])
-        cur.many("INSERT INTO alerts (alert_id, kind, article_id, cluster_id, watchlist, channel, channel_name, status, "
-                 "attempts, last_error, created_at, last_attempt_at, sent_at, next_attempt_at, delivery_key, title, "
-                 "url, source, published_at, score, labels, evidence, snippets, subject, body, run_id, synced) "
+        cur.many("INSERT INTO alerts (alert_id, kind, article_id, cluster_id, watchlist, channel, channel_name, "
+                 "status, attempts, last_error, created_at, last_attempt_at, sent_at, next_attempt_at, delivery_key, "
+                 "title, url, source, published_at, score, labels, evidence, snippets, subject, body, run_id, synced) "
                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (alert_id) DO NOTHING",
                  [_iso(r) for r in alerts])
         cur.many("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO NOTHING", [_iso(r) for r in runs])
