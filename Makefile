@@ -24,9 +24,10 @@ test: install browser    ## install, then run every test (slow ones included)
 test-fast: install       ## skip the slow end-to-end tests
 	$(PY) -m pytest -m "not slow"
 
-lint: install
+lint: install            ## ruff, the import layers, then mypy (strict on every package: [tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 demo: install            ## install, then run the whole pipeline offline against the bundled news site
 	$(VENV)/bin/newsmon demo

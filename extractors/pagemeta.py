@@ -160,10 +160,12 @@ def _json_ld_names(value: Any, by_id: dict[str, dict[str, Any]]) -> Iterator[str
 def _element_name(element: HtmlElement) -> str | None:
     """An author element's name: its content attribute, a nested itemprop=name, or its text up to the
     first digit ('Jane Doe November 19th, 2019 at 8:40 AM')."""
-    if element.get("content"):
-        return element.get("content")
+    content: str | None = element.get("content")  # lxml is untyped: its values are Any to mypy
+    if content:
+        return content
     for name in element.xpath(".//*[@itemprop='name']"):
-        return name.get("content") or name.text_content()
+        named: str = name.get("content") or name.text_content()
+        return named
     return _DATE_TAIL.sub("", element.text_content()).rstrip(" ,;:|-–—·•")
 
 

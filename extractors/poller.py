@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from extractors.feeds import read_feed
 from extractors.http import Fetcher, Response
@@ -56,13 +57,13 @@ async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, se
     except FetchError as exc:
         return failed(exc.status, str(exc) if url == feed.url else f"{exc} (configured as {feed.url})",
                       exc.retry_after)
-    common = {"etag": resp.headers.get("etag"), "last_modified": resp.headers.get("last-modified"),
-              "effective_url": resp.permanent_redirect}
+    common: _Validators = {"etag": resp.headers.get("etag"), "last_modified": resp.headers.get("last-modified"),
+                           "effective_url": resp.permanent_redirect}
     if resp.status == 304:
         return _unchanged(feed, now, resp, common, cap, t0)
     body_hash = hashlib.sha256(resp.body).hexdigest()
     if state is not None and state.body_hash == body_hash:
-        return _unchanged(feed, now, resp, {**common, "body_hash": body_hash}, cap, t0)
+        return _unchanged(feed, now, resp, common, cap, t0, body_hash=body_hash)
     try:
         doc = read_feed(resp.body, feed.url, base_url=resp.final_url, headers=resp.headers,
                         max_entries=settings.max_entries_per_feed)
@@ -82,12 +83,20 @@ async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, se
                       elapsed_s=time.monotonic() - t0, next_poll_at=_after(now, floor), **common)
 
 
-def _unchanged(feed: FeedSpec, now: datetime, resp: Response, fields: dict[str, str | None], cap: timedelta,
-               t0: float) -> FeedResult:
+class _Validators(TypedDict):
+    """What a parsed and an unchanged feed's results both carry: its cache validators, its permanent redirect."""
+
+    etag: str | None
+    last_modified: str | None
+    effective_url: str | None
+
+
+def _unchanged(feed: FeedSpec, now: datetime, resp: Response, fields: _Validators, cap: timedelta,
+               t0: float, body_hash: str | None = None) -> FeedResult:
     """A 304, or a 200 whose body is byte-identical to the last one parsed: nothing to parse."""
     floor = cache_floor(resp.headers, ttl_minutes=None, now=now, cap=cap)
-    return FeedResult(feed, now, status=resp.status, not_modified=True, elapsed_s=time.monotonic() - t0,
-                      next_poll_at=_after(now, floor), **fields)  # type: ignore[arg-type]
+    return FeedResult(feed, now, status=resp.status, not_modified=True, body_hash=body_hash,
+                      elapsed_s=time.monotonic() - t0, next_poll_at=_after(now, floor), **fields)
 
 
 def _after(now: datetime, floor: timedelta | None) -> datetime | None:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.utilities.annotations import quote
 
 from extractors.dedup import drop_duplicates, lookup_keys, point_at_kept
 from extractors.identity import Resolution, all_aliases, resolve_entries
@@ -18,7 +17,7 @@ from extractors.pages import default_workers, extraction_pool
 from extractors.schedule import split_due
 from flows import progress
 from flows.report import alert_on_failure, publish_summary
-from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, signals_task, store_task, tag_task
+from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, quoted, signals_task, store_task, tag_task
 from flows.usage import tree_cpu_seconds
 from newsmon.alerts.policy import plan_alerts
 from newsmon.config import Settings, load_settings
@@ -53,7 +52,7 @@ def poll_feeds(config: str = "newsmon.toml") -> dict[str, Any]:
 
 
 def run_pipeline(settings: Settings) -> dict[str, Any]:
-    """One run's recipe. Collections that grow with the run go to tasks inside `quote`: Prefect would otherwise
+    """One run's recipe. Collections that grow with the run go to tasks `quoted`: Prefect would otherwise
     walk every element of every parameter looking for futures (3.8 s of a 400-article run, profiled)."""
     started = datetime.now(UTC)
     wh = open_warehouse(settings.warehouse)
@@ -67,15 +66,15 @@ def _run(settings: Settings, wh: Warehouse, started: datetime) -> dict[str, Any]
     laps = StageClock()
     states = wh.runs.feed_states()
     due, waiting = split_due(settings.feeds, states, started)
-    results = poll_task(quote(due), quote(states), settings.http, started)
+    results = poll_task(quoted(due), quoted(states), settings.http, started)
     laps.lap("poll")
     found = identify(results, wh, started)
     # one pool for the run: pages' extraction, then the per-article tagging and signatures
     with extraction_pool(len(found.new), default_workers(), preload=("flows.derive",)) as pool:
         articles, page_errors, dupes = extract_new(found.new, settings, wh, started, pool)
         laps.lap("extract")
-        verdicts, signatures = tag_task(quote(articles), settings.tagging.rules, pool)
-    articles, clusters = cluster_task(wh.runs, quote(articles), quote(signatures), settings.alerts, started)
+        verdicts, signatures = tag_task(quoted(articles), settings.tagging.rules, pool)
+    articles, clusters = cluster_task(wh.runs, quoted(articles), quoted(signatures), settings.alerts, started)
     alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
                          clusters={c.cluster_id: c for c in clusters},
                          window=timedelta(hours=settings.alerts.window_hours))
@@ -85,7 +84,7 @@ def _run(settings: Settings, wh: Warehouse, started: datetime) -> dict[str, Any]
                      alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
                      aliases=tuple(point_at_kept(found.aliases, dupes)), edits=tuple(found.edits),
                      url_aliases=tuple(dupes))
-    stored = store_task(wh.runs, quote(batch), datetime.now(UTC))
+    stored = store_task(wh.runs, quoted(batch), datetime.now(UTC))
     laps.lap("store")
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
@@ -128,7 +127,7 @@ def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse, sta
     known: dict[str, str] = {}
     tick = progress.counter("pages", len(entries))
     for i in range(0, len(entries), EXTRACT_BATCH):
-        got = extract_task(quote(entries[i:i + EXTRACT_BATCH]), quote(names), settings.http, started,
+        got = extract_task(quoted(entries[i:i + EXTRACT_BATCH]), quoted(names), settings.http, started,
                            settings.extraction.keep_raw_pages, tick, pool)
         keys = lookup_keys(got.articles) - known.keys()
         known.update(wh.runs.article_ids_by_url_key(keys))

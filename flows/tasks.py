@@ -6,9 +6,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from extractors import pages, poller
 from flows import progress
@@ -20,6 +22,18 @@ from newsmon.config import AlertSettings, HttpSettings
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from warehouse import StoreReport, Warehouse
 from warehouse.store import RunStore
+
+T = TypeVar("T")
+
+
+def quoted(value: T) -> T:
+    """`value` wrapped in Prefect's `quote`, for a task parameter that grows with the run: Prefect then passes it
+    as is instead of walking every element looking for futures (3.8 s of a 400-article run, profiled).
+
+    Typed as `T` because that is what the task receives (Prefect unwraps a quote before the call); `quote[T]`,
+    the wrapper's own type, matches no task's signature, so the cast lives here rather than at every call.
+    """
+    return cast(T, quote(value))
 
 
 @task(name="poll-feeds", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)

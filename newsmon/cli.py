@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -261,8 +261,9 @@ def cmd_digest(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if not args.send:
         digest = build_digest(_open_read_only(args), since=args.since, now=now)
-        print({"text": digest.text, "markdown": lambda: digest.markdown().body,
-               "html": lambda: digest.html().body}[args.format]())
+        renders: dict[str, Callable[[], str]] = {"text": digest.text, "markdown": lambda: digest.markdown().body,
+                                                 "html": lambda: digest.html().body}
+        print(renders[args.format]())
         return EXIT_OK
     wh = open_warehouse(settings.warehouse)
     try:

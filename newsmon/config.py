@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsmon.errors import ConfigError
@@ -348,7 +348,7 @@ class _Validator:
     def __init__(self, source: Path) -> None:
         self.source = source
 
-    def fail(self, key: str, expected: str, got: object = None) -> None:
+    def fail(self, key: str, expected: str, got: object = None) -> NoReturn:
         tail = f", got {got!r}" if got is not None else ""
         raise ConfigError(f"{self.source}: {key}: expected {expected}{tail}")
 

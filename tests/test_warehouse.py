@@ -15,7 +15,7 @@ import pytest
 
 from newsmon.config import WarehouseSettings
 from newsmon.errors import StorageError
-from newsmon.records import Alias, AlertRecord, Article, Entry, FeedResult, FeedSpec, RawPage, RunBatch, Verdict
+from newsmon.records import AlertRecord, Alias, Article, Entry, FeedResult, FeedSpec, RawPage, RunBatch, Verdict
 from tests.conftest import make_warehouse
 from warehouse import DeliveryOutcome, Warehouse, location, open_warehouse
 from warehouse.attach import analyst_sql

@@ -57,7 +57,7 @@ class Archive:
             SELECT r.article_id, r.url, r.content_type, r.charset, r.codec, r.body, r.raw_bytes, r.fetched_at, {cols}
             FROM raw_pages r JOIN articles a USING (article_id)
             WHERE r.article_id > ? AND {_SINCE} ORDER BY r.article_id LIMIT ?""", [after, since, limit])
-        return [(RawPage(*r[:5], bytes(r[5]), *r[6:8]), Article(*r[8:])) for r in rows]
+        return [(RawPage(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7]), Article(*r[8:])) for r in rows]
 
     def stored_verdicts(self, article_ids: Iterable[str]) -> dict[tuple[str, str], tuple[bool, float, str]]:
         """(article_id, watchlist) -> (match, score, rules_version) as stored."""

@@ -6,12 +6,15 @@ snapshot and sees the commit on its next query; nothing here waits for it, nor i
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import os
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,18 +55,59 @@ def connect(loc: LakeLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     return con
 
 
+@contextmanager
+def writer_turn(loc: LakeLocation) -> Iterator[None]:
+    """Writers of a SQLite catalog commit one at a time: an flock on `<catalog>-writer.lock`, held for one write
+    and released by the kernel if the process dies. Without it, two runs committing at once fail with
+    "database is locked": a DuckLake commit upgrades the SQLite read snapshot it began with to a write, and
+    SQLite refuses that at once (no busy timeout helps) when another writer committed in between
+    (duckdb/ducklake#1309). Creating a new lake (WAL switch, catalog tables) is a write too. Readers never
+    take it, and PostgreSQL catalogs need none."""
+    if loc.is_postgres:
+        yield
+        return
+    path = Path(f"{loc.catalog}-writer.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"{loc.catalog}: cannot create the warehouse here ({exc}); check [warehouse] in "
+                           "the config and that the folder is writable") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 class Lake:
     def __init__(self, loc: LakeLocation, *, read_only: bool = False) -> None:
         self.loc = loc
         self.read_only = read_only
         self._lock = threading.RLock()
+        self._writing = False  # this Lake holds the writer turn (so a write inside the open takes it once)
         if read_only and not loc.exists():
             raise StorageError(f"{loc.catalog}: no warehouse here yet; run `newsmon run` first")
-        if not read_only:
+        if read_only:
+            self._con = connect(loc, read_only=True)
+            return
+        with self._turn():
             _prepare(loc)
-        self._con = connect(loc, read_only=read_only)
-        if not read_only:
+            self._con = connect(loc, read_only=False)
             self._migrate()
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        with self._lock:
+            if self._writing or self.read_only:
+                yield
+                return
+            with writer_turn(self.loc):
+                self._writing = True
+                try:
+                    yield
+                finally:
+                    self._writing = False
 
     def close(self) -> None:
         with self._lock:
@@ -71,7 +115,7 @@ class Lake:
 
     def write(self, body: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `body` in one DuckLake transaction; re-run it when a concurrent writer's commit conflicts."""
-        with self._lock:
+        with self._turn():
             for attempt in range(_CONFLICT_RETRIES + 1):
                 con = self._con
                 try:
@@ -108,7 +152,7 @@ class Lake:
                 raise StorageError(f"{exc}") from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._lock:
+        with self._turn():  # upkeep's CALLs write the catalog (a reader's COPY takes no turn)
             try:
                 self._con.execute(sql, list(params))
             except duckdb.Error as exc:

@@ -12,10 +12,12 @@ otherwise its claims are released and its feeds' validators cleared, so its entr
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +31,6 @@ from newsmon.records import (
     FeedState,
     RunBatch,
     StoredEntry,
-    Verdict,
     stable_id,
     url_key,
 )
@@ -232,6 +233,19 @@ class RunStore:
         return len(rows)
 
     # -- the alert ledger ---------------------------------------------------------------------------
+
+    @contextmanager
+    def delivering(self) -> Iterator[None]:
+        """One sender at a time: two runs that overlap (or a run and `newsmon digest --send`) would otherwise both
+        read the same pending alerts and both send them. An flock beside the state database, held while pending
+        alerts are read, sent and marked, and released by the kernel if the sender dies (its message in flight
+        is then the one repeat the ledger allows)."""
+        fd = os.open(f"{self.state.path}-delivery.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
         """Alerts to send (not given up on, past their retry backoff), with every outlet of the story so far."""

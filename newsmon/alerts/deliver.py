@@ -31,22 +31,24 @@ def deliver_pending(wh: Warehouse, settings: AlertSettings, notifier: Notifier, 
     """Send every pending alert that is due (this run's and earlier failures past their backoff); more than
     `max_per_run` story alerts for one channel go as one digest. Each message is marked right after it went."""
     channels = all_channels(settings.all_routes)
-    pending = [a for a in wh.runs.pending_alerts(max_attempts=settings.max_attempts, now=now)
-               if a.channel in channels and a.kind in kinds]  # a channel removed from the config is skipped
     report = DeliveryReport()
-    for d in plan_deliveries(pending, max_per_channel=settings.max_per_run):
-        channel = channels[d.channel]
-        msg = delivery_message(d.alerts, key=d.key, email=channel.is_email)
-        error = None
-        try:
-            notifier.send(channel, msg.title, msg.body, key=d.key, body_format=msg.format)
-            report.sent += len(d.alerts)
-            report.messages += 1
-        except AlertError as exc:
-            error = str(exc)
-            report.errors.append(error)
-        wh.runs.mark_alerts([DeliveryOutcome(a.alert_id, error) for a in d.alerts], now=now, max_attempts=settings.max_attempts,
-                       retry_s=settings.retry_minutes * 60, delivery_key=d.key)
+    with wh.runs.delivering():  # another run's sender finishes first: what it sent is no longer pending
+        pending = [a for a in wh.runs.pending_alerts(max_attempts=settings.max_attempts, now=now)
+                   if a.channel in channels and a.kind in kinds]  # a channel removed from the config is skipped
+        for d in plan_deliveries(pending, max_per_channel=settings.max_per_run):
+            channel = channels[d.channel]
+            msg = delivery_message(d.alerts, key=d.key, email=channel.is_email)
+            error = None
+            try:
+                notifier.send(channel, msg.title, msg.body, key=d.key, body_format=msg.format)
+                report.sent += len(d.alerts)
+                report.messages += 1
+            except AlertError as exc:
+                error = str(exc)
+                report.errors.append(error)
+            wh.runs.mark_alerts([DeliveryOutcome(a.alert_id, error) for a in d.alerts], now=now,
+                                max_attempts=settings.max_attempts, retry_s=settings.retry_minutes * 60,
+                                delivery_key=d.key)
     return report
 
 

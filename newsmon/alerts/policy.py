@@ -135,4 +135,5 @@ def plan_deliveries(pending: Sequence[AlertRecord], *, max_per_channel: int) -> 
 
 def retry_delay(attempts: int, first: timedelta) -> timedelta:
     """Backoff before the next try after `attempts` failed ones: first, 2x, 4x, ... capped at one day."""
-    return min(first * (2 ** max(attempts - 1, 0)), timedelta(days=1))
+    factor: int = 2 ** max(attempts - 1, 0)  # typeshed types int ** int as Any (a negative power is a float)
+    return min(first * factor, timedelta(days=1))

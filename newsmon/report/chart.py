@@ -10,15 +10,20 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac")
 SPIKE_COLOR = "#d62728"
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none", "svg.hashsalt": "newsmon-report", "text.parse_math": False,
     "font.size": 9, "font.family": "sans-serif", "axes.spines.top": False, "axes.spines.right": False,
 }
@@ -61,7 +66,9 @@ def _panel(ax: Axes, days: Sequence[date], series: Mapping[str, Sequence[int]], 
     ax.set_title(title, loc="left", fontsize=10)
     step = max(1, (len(days) + 9) // 10)
     ax.set_xticks(xs[::step], day_labels(days)[::step])
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    locator = ax.yaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # bar charts get an AutoLocator, a MaxNLocator
+        locator.set_params(integer=True)
     if series:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:

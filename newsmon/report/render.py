@@ -17,7 +17,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from newsmon import __version__
-from newsmon.report.model import FeedRow, Marked, ReportData, RuleCount, Story
+from newsmon.report.model import Copy, FeedRow, Marked, ReportData, RuleCount, Story
 
 SAFE_SCHEMES = ("http", "https")
 
@@ -81,8 +81,8 @@ def story_html(s: Story) -> str:
             f"score <b>{s.score:.2f}</b> {labels}</p>{snippets}</article>")
 
 
-def _one_per_source(copies: Iterable) -> list:
-    seen: dict[str, object] = {}
+def _one_per_source(copies: Iterable[Copy]) -> list[Copy]:
+    seen: dict[str, Copy] = {}
     for c in copies:
         seen.setdefault(c.source, c)
     return list(seen.values())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
-import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+import ahocorasick
 
 from newsmon.tagging.normalize import fold
 from newsmon.tagging.rules import Concept
