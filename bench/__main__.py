@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bound import extraction_bound
-from bench.cycle import ROOT, prefill, run_cold, run_warm, write_config
+from bench.cycle import ROOT, copy_warehouse, prefill, run_cold, run_warm, write_config
 from bench.freshness import run_freshness
 from bench.procs import TreeMonitor
 from bench.site import SiteSpec, build_site, corpus_pages, find_corpus
@@ -132,7 +132,7 @@ class Bench:
 
     def freshness(self, feeds: list[str], port: int, rx: WebhookReceiver) -> None:
         w = self.work
-        shutil.copy(w / "warm.duckdb", w / "fresh.duckdb")
+        copy_warehouse(w / "warm.duckdb", w / "fresh.duckdb")
         config = write_config(w / "fresh.toml", feeds, w / "fresh.duckdb", rx.apprise_url(), interval_minutes=1)
         f = run_freshness(config, port, len(feeds), rx, stories=self.a.stories, window_s=self.a.window)
         self.row("freshness: newsmon serve + prefect server, 1-min interval", None, None, f["peak_pss_mb"],

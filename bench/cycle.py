@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from bench.procs import TreeMonitor
-from warehouse import open_warehouse
+from bench.warehouse import fill
+from newsmon.config import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,26 +87,36 @@ def run_warm(configs: Sequence[Path]) -> list[dict[str, Any]]:
 
 
 def prefill(path: Path, articles: int) -> float:
-    """A warehouse holding `articles` generated articles (with a verdict and a tag row each); seconds taken."""
+    """A warehouse holding `articles` generated stories (article, 3 tags, verdict, cluster, aliases in the lake;
+    their identities, clusters and alerts in the state database), one a minute up to now; seconds taken."""
     start = time.perf_counter()
-    for stale in (path, path.with_name(path.name + ".wal")):
-        stale.unlink(missing_ok=True)
-    open_warehouse(path)  # schema and migrations, as newsmon makes them
-    con = duckdb.connect(str(path))
-    con.execute("""INSERT INTO articles BY NAME SELECT 'pre' || i AS article_id,
-        'https://old.example/' || i AS url, 'https://old.example/feed/' || (i % 200) AS feed_url,
-        'old feed ' || (i % 200) AS feed_name, 'https://old.example/' || i AS entry_key, 'Old story ' || i AS title,
-        'summary of old story ' || i AS summary, 'Story ' || i || ' ' || repeat('body text of an older article ', 40)
-        AS text, 'en' AS language, now() - to_minutes(i) AS published_at, now() - to_minutes(i) AS fetched_at,
-        240 AS word_count, 'ok' AS extraction_status, md5(i::VARCHAR) AS content_hash, 'prefill' AS run_id
-        FROM range(?) t(i)""", [articles])
-    con.execute("""INSERT INTO verdicts SELECT 'pre' || i, 'az-ru', 'v0', i % 500 = 0, (i % 7)::DOUBLE,
-        CASE WHEN i % 500 = 0 THEN ['energy'] ELSE [] END, now() FROM range(?) t(i)""", [articles])
-    con.execute("""INSERT INTO tags SELECT 'pre' || i, 'az-ru', 'energy', (i % 7)::DOUBLE, i % 500 = 0, 'v0', [],
-        now() FROM range(?) t(i)""", [articles])
-    con.execute("CHECKPOINT")
-    con.close()
+    settings = WarehouseSettings(path=path)
+    remove_warehouse(settings)
+    fill(settings, articles, prefix="pre", feeds=200, newest=datetime.now(UTC), step_minutes=1)
     return time.perf_counter() - start
+
+
+def remove_warehouse(settings: WarehouseSettings) -> None:
+    for stale in (Path(settings.catalog_target), settings.state_path):
+        for f in (stale, Path(f"{stale}-wal"), Path(f"{stale}-shm"), Path(f"{stale}.writer-lock")):
+            f.unlink(missing_ok=True)
+    shutil.rmtree(settings.data_folder, ignore_errors=True)
+
+
+def copy_warehouse(src: Path, dst: Path) -> None:
+    """A copy of the warehouse named by `src` (its catalog, data folder and state database) under `dst`. The
+    catalog records its data folder's absolute path: the copy's is pointed at its own folder."""
+    a, b = WarehouseSettings(path=src), WarehouseSettings(path=dst)
+    remove_warehouse(b)
+    for s, d in ((a.catalog_target, b.catalog_target), (a.state_path, b.state_path)):
+        with sqlite3.connect(s) as old, sqlite3.connect(d) as new:
+            old.backup(new)
+        old.close()
+        new.close()
+    shutil.copytree(a.data_folder, b.data_folder)
+    with sqlite3.connect(b.catalog_target) as db:
+        db.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'", [f"{b.data_folder}/"])
+    db.close()
 
 
 def _worker(configs: list[str]) -> None:
