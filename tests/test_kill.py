@@ -2,19 +2,21 @@
 
 The kill test SIGKILLs runs at random moments (the whole process group: the run and its extraction workers),
 reruns until a run completes, then compares the warehouse and the alerts received with an undisturbed run on
-a fresh warehouse.
+a fresh warehouse. The lake is read through a read-only reader (as analysts read it), the pipeline's state
+database with sqlite3, read-only, between runs.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from newsmon.demo.receiver import WebhookReceiver
+from newsmon.errors import StorageError
+from tests.conftest import lake_query
 from tests.hostile_servers import ManyFeedSite
 
 pytestmark = pytest.mark.slow
@@ -48,37 +51,40 @@ def api_env(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 class TimedReceiver(WebhookReceiver):
-    """The webhook inbox, noting when each alert arrived; a small delay per alert widens the delivery phase."""
+    """The webhook inbox, noting when each alert arrived; `delay_s` per message widens the delivery phase."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         super().__init__()
+        self.delay_s = delay_s
         self.arrivals: list[tuple[float, str]] = []  # (time, Alert-Id): a digest message adds one per alert
         self.messages: list[tuple[float, str, bool]] = []  # (time, idempotency key, key also in the body)
         self.trap: tuple[int, Callable[[], None]] | None = None  # (n, action): act on the n-th arrival
+        self._books = threading.Lock()  # posts from two runs at once: one message's bookkeeping at a time
 
     def _accept(self, body: bytes, headers: dict[str, str]) -> bool:
-        ok = super()._accept(body, headers)
-        now, text, key = time.monotonic(), self.received[-1].get("message", "") if ok else "", ""
-        if ok:
-            key = headers.get("Idempotency-Key", "")
-            self.messages.append((now, key, bool(key) and re.search(rf"(Alert|Digest)-Id: {key}\b", text) is not None))
-            self.arrivals += [(now, aid) for aid in ALERT_ID.findall(text)]
-        if self.trap is not None:
-            n, action = self.trap
-            self.trap = (n - 1, action) if n > 1 else None
-            if n == 1:
-                action()  # accepted and recorded here, but the sender never hears back
+        time.sleep(self.delay_s)
+        with self._books:
+            ok = super()._accept(body, headers)
+            now, text, key = time.monotonic(), self.received[-1].get("message", "") if ok else "", ""
+            if ok:
+                key = headers.get("Idempotency-Key", "")
+                self.messages.append((now, key, bool(key) and re.search(rf"(Alert|Digest)-Id: {key}\b", text)
+                                      is not None))
+                self.arrivals += [(now, aid) for aid in ALERT_ID.findall(text)]
+            if self.trap is not None:
+                n, action = self.trap
+                self.trap = (n - 1, action) if n > 1 else None
+                if n == 1:
+                    action()  # accepted and recorded here, but the sender never hears back
         return ok
 
 
-def config(folder: Path, site: ManyFeedSite, alert_url: str, *, name: str = "newsmon.toml",
-           lock_timeout_s: float = 60) -> Path:
+def config(folder: Path, site: ManyFeedSite, alert_url: str, *, name: str = "newsmon.toml") -> Path:
     feeds = "".join(f'\n[[feeds]]\nname = "{n}"\nurl = "{u}"\n' for n, u in site.feed_urls())
     path = folder / name
     path.write_text(f"""
 [warehouse]
 path = "wh/newsmon.duckdb"
-lock_timeout_s = {lock_timeout_s}
 [http]
 allow_private_networks = true
 timeout_s = 10
@@ -104,21 +110,27 @@ def finish(proc: subprocess.Popen[str], timeout: float = 180) -> dict[str, Any]:
     return json.loads(out)
 
 
-def warehouse_rows(cfg: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(cfg.parent / "wh" / "newsmon.duckdb"), read_only=True)
+def state_rows(cfg: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from the pipeline's state database (SQLite), opened read-only."""
+    con = sqlite3.connect(f"file:{cfg.parent / 'wh' / 'newsmon.state.sqlite'}?mode=ro", uri=True)
     try:
         return con.execute(sql).fetchall()
     finally:
         con.close()
 
 
-def count(cfg: Path, sql: str) -> int:
-    """A count from the warehouse between runs (0 before a run got as far as creating its tables)."""
-    if not (cfg.parent / "wh" / "newsmon.duckdb").exists():
+def count(cfg: Path, sql: str, *, state: bool = False) -> int:
+    """A count from the lake (or the state database) between runs: 0 before a run got as far as making it."""
+    wh = cfg.parent / "wh"
+    if not (wh / ("newsmon.state.sqlite" if state else "newsmon.ducklake")).exists():
         return 0
+    if state:
+        return int(state_rows(cfg, sql)[0][0])
     try:
-        return int(warehouse_rows(cfg, sql)[0][0])
-    except duckdb.CatalogException:  # killed between creating the file and its first migration
+        return int(lake_query(cfg, sql)[0][0])
+    except StorageError as exc:  # killed between creating the catalog and committing its tables
+        if "does not exist" not in str(exc):
+            raise
         return 0
 
 
@@ -144,7 +156,8 @@ def killing_spree(cfg: Path, env: dict[str, str], site: ManyFeedSite, rx: TimedR
     attempts: list[Attempt] = []
     while True:
         shown, site.visible = site.visible, min(site.items, 1 + len(attempts) // 2)
-        alerts_due = site.visible > shown or count(cfg, "SELECT count(*) FROM alerts WHERE status = 'pending'")
+        alerts_due = site.visible > shown or count(cfg, "SELECT count(*) FROM alerts WHERE status IN "
+                                                   "('held', 'pending')", state=True)
         a = Attempt(time.monotonic(), stored_before=count(cfg, "SELECT count(*) FROM poll_runs"))
         proc = start(cfg, env)
         kills = sum(x.killed for x in attempts)
@@ -184,28 +197,40 @@ def last_message_ids(a: Attempt, rx: TimedReceiver) -> set[str]:
 
 
 def articles(cfg: Path) -> set[tuple[Any, ...]]:
-    return set(warehouse_rows(cfg, "SELECT article_id, url, title, content_hash, extraction_status, word_count "
-                                   "FROM articles"))
+    return set(lake_query(cfg, "SELECT article_id, url, title, content_hash, extraction_status, word_count "
+                               "FROM articles"))
 
 
 def check_integrity(cfg: Path) -> None:
-    """The file opens read-write, checkpoints, every table scans and keys are unique."""
-    con = duckdb.connect(str(cfg.parent / "wh" / "newsmon.duckdb"))
+    """After a clean run: every lake table and view scans, keys are unique in the lake (DuckLake has no unique
+    constraints), both SQLite files (state and catalog) pass their integrity check, no run is left claimed,
+    and the state database agrees with the lake on stories, stored runs and alerts."""
+    objects = lake_query(cfg, "SELECT table_name, 'table' FROM duckdb_tables() WHERE database_name = 'newsmon' "
+                              "UNION ALL SELECT view_name, 'view' FROM duckdb_views() "
+                              "WHERE database_name = 'newsmon' AND NOT internal")
+    tables = {name for name, kind in objects if kind == "table"}
+    assert {"articles", "alerts", "poll_runs", "feeds", "tags", "verdicts"} <= tables, objects
+    for name, _ in objects:
+        lake_query(cfg, f"SELECT * FROM {name}")
+    for t, key in [("articles", "article_id"), ("alerts", "alert_id"), ("poll_runs", "run_id"),
+                   ("feeds", "feed_url"), ("articles", "url")]:
+        total, distinct = lake_query(cfg, f"SELECT count(*), count(DISTINCT {key}) FROM {t}")[0]
+        assert total == distinct, (t, key, total, distinct)
+    assert state_rows(cfg, "PRAGMA integrity_check") == [("ok",)]
+    catalog = sqlite3.connect(f"file:{cfg.parent / 'wh' / 'newsmon.ducklake'}?mode=ro", uri=True)
     try:
-        con.execute("CHECKPOINT")
-        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        for t in tables:
-            con.execute(f"SELECT * FROM {t}").fetchall()
-            assert con.execute(f"PRAGMA storage_info('{t}')").fetchall() is not None
-        for t, key in [("articles", "article_id"), ("alerts", "alert_id"), ("poll_runs", "run_id"),
-                       ("feeds", "feed_url")]:
-            total, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {t}").fetchone()
-            assert total == distinct, t
-        assert con.execute("SELECT count(*), count(DISTINCT url) FROM articles").fetchone()[0] == \
-            con.execute("SELECT count(DISTINCT url) FROM articles").fetchone()[0]
-        assert con.execute("PRAGMA database_size").fetchall()
+        assert catalog.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
-        con.close()
+        catalog.close()
+    assert state_rows(cfg, "SELECT run_id FROM runs WHERE state = 'claimed'") == []
+    lake_ids = {r[0] for r in lake_query(cfg, "SELECT article_id FROM articles")}
+    assert {r[0] for r in state_rows(cfg, "SELECT article_id FROM stories")} == lake_ids
+    # a run's row reached the lake exactly when the state says it was stored (recovery finished it or released it)
+    assert {r[0] for r in state_rows(cfg, "SELECT run_id FROM runs WHERE state = 'stored'")} == \
+        {r[0] for r in lake_query(cfg, "SELECT run_id FROM poll_runs")}
+    # the lake's alert mirror is the ledger
+    assert set(state_rows(cfg, "SELECT alert_id, status FROM alerts")) == \
+        set(lake_query(cfg, "SELECT alert_id, status FROM alerts"))
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(api_env: dict[str, str], tmp_path: Path) -> None:
@@ -243,7 +268,8 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(api_env: dict[str, 
     # alerts: the same set by Alert-Id, all marked sent
     got_ids = Counter(aid for _, aid in rx.arrivals)
     assert set(got_ids) == set(ref_ids) and len(ref_ids) == ALERTS and max(ref_ids.values()) == 1, report
-    assert warehouse_rows(kill_cfg, "SELECT status, count(*) FROM alerts GROUP BY ALL") == [("sent", ALERTS)]
+    assert state_rows(kill_cfg, "SELECT status, count(*) FROM alerts GROUP BY status") == [("sent", ALERTS)]
+    assert lake_query(kill_cfg, "SELECT status, count(*) FROM alerts GROUP BY ALL") == [("sent", ALERTS)]
     # a repeat only for the one window: accepted by the receiver, then killed before the ledger said "sent"
     # (an alert can be caught in that window more than once): every message that is repeated later must be
     # the last message a killed run delivered; each carries its key as a header and in the body
@@ -261,42 +287,23 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(api_env: dict[str, 
     check_integrity(kill_cfg)
 
 
-def lock_is_held(lock: Path) -> bool:
-    fd = os.open(lock, os.O_RDONLY | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def wait_for(cond: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
-def test_a_second_run_during_a_slow_one_skips_or_waits_without_duplicates(api_env: dict[str, str],
-                                                                         tmp_path: Path) -> None:
-    with ManyFeedSite(feeds=2, items=5) as site, TimedReceiver() as rx:
-        site.page_latency_s = 1.0
-        slow_cfg = config(tmp_path, site, rx.apprise_url())
-        impatient = config(tmp_path, site, rx.apprise_url(), name="impatient.toml", lock_timeout_s=1)
-        patient = config(tmp_path, site, rx.apprise_url(), name="patient.toml", lock_timeout_s=120)
-        lock = tmp_path / "wh" / "newsmon.duckdb.lock"
-        lock.parent.mkdir()
-        slow = start(slow_cfg, api_env)
-        wait_for(lambda: lock_is_held(lock), 60)
-        skipped = finish(start(impatient, api_env))
-        waiting = start(patient, api_env)
-        first = finish(slow)
-        second = finish(waiting)
-    assert "another newsmon run (pid" in skipped["skipped"] and "this run is skipped" in skipped["skipped"]
-    assert first["new_articles"] == 10 and second["new_articles"] == 0
-    assert second["feeds_not_modified"] == 2
-    assert warehouse_rows(slow_cfg, "SELECT count(*), count(DISTINCT url) FROM articles") == [(10, 10)]
+def test_two_runs_started_at_once_both_succeed_and_store_and_alert_each_story_once(api_env: dict[str, str],
+                                                                                  tmp_path: Path) -> None:
+    """No run lock: two runs of one config at the same moment both run to the end; the state database's claims
+    give each story to one of them, and each alert is sent by one of them."""
+    with ManyFeedSite(feeds=2, items=5) as site, TimedReceiver(delay_s=0.5) as rx:
+        site.page_latency_s = 1.0  # 5 s of pages per run (2 at a time): each run polls before the other stores
+        cfg = config(tmp_path, site, rx.apprise_url())
+        runs = [start(cfg, api_env), start(cfg, api_env)]
+        first, second = (finish(p) for p in runs)
+    report = f"{first['storage']}; {second['storage']}"
+    assert first["new_articles"] == second["new_articles"] == 10, report  # both fetched every story...
+    stored = [int(re.match(r"stored (\d+) articles", s["storage"]).group(1)) for s in (first, second)]  # type: ignore[union-attr]
+    assert sum(stored) == 10, report  # ...and stored each once between them
+    assert lake_query(cfg, "SELECT count(*), count(DISTINCT article_id), count(DISTINCT url) FROM articles") == \
+        [(10, 10, 10)]
     ids = [aid for _, aid in rx.arrivals]
-    assert len(ids) == len(set(ids)) == first["alerts_sent"] == 2
+    assert len(ids) == len(set(ids)) == first["alerts_sent"] + second["alerts_sent"] == 2, (ids, report)
+    assert len(rx.messages) == 2
+    assert state_rows(cfg, "SELECT status, count(*) FROM alerts GROUP BY status") == [("sent", 2)]
+    check_integrity(cfg)
