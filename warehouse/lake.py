@@ -151,10 +151,12 @@ class Lake:
             except duckdb.Error as exc:
                 raise StorageError(f"{exc}") from exc
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._turn():  # upkeep's CALLs write the catalog (a reader's COPY takes no turn)
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A statement outside a transaction that may write the catalog (upkeep's CALLs), in the writer's turn
+        (a reader's COPY takes no turn); returns its rows."""
+        with self._turn():
             try:
-                self._con.execute(sql, list(params))
+                return self._con.execute(sql, list(params)).fetchall()
             except duckdb.Error as exc:
                 raise StorageError(f"{self.loc.catalog}: {exc}") from exc
 

@@ -36,7 +36,7 @@ def compact(lake: Lake, *, now: datetime, keep: timedelta = timedelta(days=7)) -
     before = data_files(lake)
     lake.execute(f"CALL ducklake_flush_inlined_data('{LAKE_ALIAS}')")
     lake.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')")
-    expired = lake.read(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)", [now - keep])
+    expired = lake.execute(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)", [now - keep])
     lake.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', cleanup_all => true)")
     lake.execute(f"CALL ducklake_delete_orphaned_files('{LAKE_ALIAS}', cleanup_all => true)")
     return Upkeep(before, data_files(lake), len(expired))
