@@ -228,16 +228,12 @@ class ClusterRecord:
 
 
 @dataclass(frozen=True)
-class AlertRecord:
-    """A ledger row: a story cluster x watchlist x channel (kind 'story'), or a spike, feed-health or
-    digest alert x channel. `alert_id` is also the idempotency key every payload carries."""
+class StoryMatch:
+    """A matching story as messages show it: its best article for one watchlist, every outlet that carried
+    it, and the evidence (matched words, snippets). Digests list these; a story alert carries one."""
 
-    alert_id: str
     article_id: str
     watchlist: str
-    channel: str
-    status: str
-    attempts: int
     title: str
     url: str
     source: str
@@ -245,6 +241,30 @@ class AlertRecord:
     score: float
     labels: tuple[str, ...]
     evidence: tuple[str, ...]
+    cluster_id: str | None = None
+    outlets: tuple[str, ...] = ()
+    snippets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """A ledger row: a story cluster x watchlist x channel (kind 'story'), or a spike, feed-health or
+    digest alert x channel (a notice: `subject` and `body` fixed when queued). `alert_id` is also the
+    idempotency key every payload carries."""
+
+    alert_id: str
+    article_id: str
+    watchlist: str
+    channel: str
+    status: str = "pending"
+    attempts: int = 0
+    title: str = ""
+    url: str = ""
+    source: str = ""
+    published_at: datetime | None = None
+    score: float = 0.0
+    labels: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
     channel_name: str = ""
     kind: str = "story"  # story | spike | feed | digest
     cluster_id: str | None = None
@@ -252,6 +272,19 @@ class AlertRecord:
     snippets: tuple[str, ...] = ()  # evidence snippets (filled in when read back)
     subject: str = ""  # spike / feed / digest alerts: what it is about (watchlist, feed URL, period)
     body: str = ""  # spike / feed / digest alerts: the message, fixed when queued
+
+    @classmethod
+    def notice(cls, alert_id: str, kind: str, *, channel: str, channel_name: str, subject: str, body: str,
+               watchlist: str = "", url: str = "", source: str = "") -> AlertRecord:
+        """A spike, feed-health or digest alert: a fixed message, about no single article."""
+        return cls(alert_id, "", watchlist, channel, title=subject, url=url, source=source,
+                   channel_name=channel_name, kind=kind, subject=subject, body=body)
+
+    def story(self) -> StoryMatch:
+        """What a story alert says about its story (as a digest lists it)."""
+        return StoryMatch(self.article_id, self.watchlist, self.title, self.url, self.source, self.published_at,
+                          self.score, self.labels, self.evidence, self.cluster_id,
+                          self.outlets or ((self.source,) if self.source else ()), self.snippets)
 
 
 @dataclass(frozen=True)

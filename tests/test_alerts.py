@@ -110,11 +110,12 @@ def story(i: int, title: str = "Story", url: str = "https://x.example/s", **kw: 
 def test_digests_escape_hostile_feed_content() -> None:
     hostile = [story(1, HOSTILE, url="javascript:alert(1)", snippets=("<img src=x onerror=alert(1)>",),
                      outlets=("<b>Evil</b> [x](y)",)), story(2, url="https://x.example/a (b)<c>")]
-    page = render_digest(hostile, heading="Daily <digest>", key="k1", html_body=True).body
+    stories = [a.story() for a in hostile]
+    page = render_digest(stories, heading="Daily <digest>", key="k1", html_body=True).body
     assert "<script>" not in page and "<img" not in page and "<b>Evil" not in page and 'href="javascript' not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page and "&quot;quotes&quot;" in page
     assert 'href="https://x.example/a%20%28b%29%3Cc%3E"' in page
-    chat = render_digest(hostile, heading="Daily", key="k1", html_body=False).body
+    chat = render_digest(stories, heading="Daily", key="k1", html_body=False).body
     assert "[click](javascript" not in chat and "\\[click\\]\\(javascript:alert\\(1\\)\\)" in chat
     assert "\\*\\*bold\\*\\*" in chat and "\\<script\\>" in chat and "](javascript" not in chat
     assert "[Story 2](https://x.example/a%20%28b%29%3Cc%3E)" in chat and "Digest-Id: k1" in chat

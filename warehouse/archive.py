@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from newsmon.records import AlertRecord, Article, FeedStatus, RawPage, Verdict
+from newsmon.records import Article, FeedStatus, RawPage, StoryMatch, Verdict
 from warehouse import lake_rows as lr
 from warehouse.lake import Lake, insert
 from warehouse.queries import STORY_MATCHES
@@ -27,12 +27,11 @@ class Archive:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
 
-    def story_matches(self, *, since: datetime, until: datetime) -> list[AlertRecord]:
+    def story_matches(self, *, since: datetime, until: datetime) -> list[StoryMatch]:
         """Matching stories first published in [since, until], one per cluster x watchlist (its best-scored
         article), with every outlet and evidence snippets: what digests list."""
-        return [AlertRecord("", r[0], r[1], "", "", 0, r[2] or "", r[3], r[4], r[5], score=r[6],
-                            labels=tuple(r[7]), evidence=tuple(sorted(r[8] or ())), cluster_id=r[9],
-                            outlets=tuple(r[10] or ()), snippets=tuple(r[11] or ()))
+        return [StoryMatch(r[0], r[1], r[2] or "", r[3], r[4], r[5], r[6], tuple(r[7]), tuple(sorted(r[8] or ())),
+                           cluster_id=r[9], outlets=tuple(r[10] or ()), snippets=tuple(r[11] or ()))
                 for r in self.lake.read(STORY_MATCHES, [since, until])]
 
     def feed_statuses(self) -> list[FeedStatus]:

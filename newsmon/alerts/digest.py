@@ -16,14 +16,14 @@ from newsmon.alerts.notify import Notifier
 from newsmon.alerts.policy import route_channels
 from newsmon.alerts.render import Message, render_digest, render_text_digest
 from newsmon.config import AlertSettings
-from newsmon.records import AlertRecord, stable_id
+from newsmon.records import AlertRecord, StoryMatch, stable_id
 from warehouse import Warehouse
 
 
 @dataclass(frozen=True)
 class Digest:
     heading: str
-    stories: tuple[AlertRecord, ...]
+    stories: tuple[StoryMatch, ...]
     key: str
 
     def html(self) -> Message:
@@ -56,10 +56,8 @@ def digest_alerts(digest: Digest, settings: AlertSettings, *, since: timedelta, 
     for ch in route_channels(settings.all_routes, "digest"):
         alert_id = stable_id("digest", ch.channel_id, period_key(since, now))
         msg = render_digest(digest.stories, heading=digest.heading, key=alert_id, html_body=ch.is_email)
-        out.append(AlertRecord(alert_id=alert_id, article_id="", watchlist="", channel=ch.channel_id,
-                               status="pending", attempts=0, title=msg.title, url="", source="", published_at=None,
-                               score=0.0, labels=(), evidence=(), channel_name=ch.name, kind="digest",
-                               subject=msg.title.removeprefix("newsmon: "), body=msg.body))
+        out.append(AlertRecord.notice(alert_id, "digest", channel=ch.channel_id, channel_name=ch.name,
+                                      subject=msg.title.removeprefix("newsmon: "), body=msg.body))
     return out
 
 

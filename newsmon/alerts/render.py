@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
-from newsmon.records import AlertRecord
+from newsmon.records import AlertRecord, StoryMatch
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~=])")
@@ -81,15 +81,15 @@ def render_alert(alert: AlertRecord) -> Message:
     return Message("newsmon: " + clean(alert.title or alert.url, 150), "\n".join(lines))
 
 
-def group_by_cluster(stories: Sequence[AlertRecord]) -> list[list[AlertRecord]]:
+def group_by_cluster(stories: Sequence[StoryMatch]) -> list[list[StoryMatch]]:
     """Stories grouped by cluster (one entry per story, whatever the watchlists), best score first."""
-    groups: dict[str, list[AlertRecord]] = {}
+    groups: dict[str, list[StoryMatch]] = {}
     for s in stories:
         groups.setdefault(s.cluster_id or s.article_id, []).append(s)
     return sorted(groups.values(), key=lambda g: (-max(s.score for s in g), g[0].title))
 
 
-def render_digest(stories: Sequence[AlertRecord], *, heading: str, key: str, html_body: bool) -> Message:
+def render_digest(stories: Sequence[StoryMatch], *, heading: str, key: str, html_body: bool) -> Message:
     """A digest naming every story (grouped by cluster): HTML for email, Markdown for chat."""
     groups = group_by_cluster(stories)
     title = f"newsmon: {clean(heading, 100)} ({len(groups)} stor{'y' if len(groups) == 1 else 'ies'})"
@@ -97,7 +97,7 @@ def render_digest(stories: Sequence[AlertRecord], *, heading: str, key: str, htm
     return Message(title, body, "html" if html_body else "markdown")
 
 
-def _digest_markdown(groups: list[list[AlertRecord]], heading: str, key: str) -> str:
+def _digest_markdown(groups: list[list[StoryMatch]], heading: str, key: str) -> str:
     lines = [f"**{md(heading, 100)}**", ""]
     for g in groups:
         top = max(g, key=lambda s: s.score)
@@ -112,7 +112,7 @@ def _digest_markdown(groups: list[list[AlertRecord]], heading: str, key: str) ->
     return "\n".join(lines)
 
 
-def _digest_html(groups: list[list[AlertRecord]], heading: str, key: str) -> str:
+def _digest_html(groups: list[list[StoryMatch]], heading: str, key: str) -> str:
     items = []
     for g in groups:
         top = max(g, key=lambda s: s.score)
@@ -128,7 +128,7 @@ def _digest_html(groups: list[list[AlertRecord]], heading: str, key: str) -> str
             f"<p style=\"color:#777\">Digest-Id: {h(key, 60)}</p></body></html>")
 
 
-def render_text_digest(stories: Sequence[AlertRecord], *, heading: str) -> str:
+def render_text_digest(stories: Sequence[StoryMatch], *, heading: str) -> str:
     """The digest as plain text (the terminal, `newsmon digest` without --send)."""
     lines = [clean(heading, 100), ""]
     for n, g in enumerate(group_by_cluster(stories), 1):
@@ -144,7 +144,7 @@ def delivery_message(alerts: Sequence[AlertRecord], *, key: str, email: bool) ->
     """The message for one delivery: a single alert as text, several (a storm) as one digest, and a stored
     digest as HTML for email or Markdown for chat."""
     if len(alerts) > 1:
-        return render_digest(alerts, heading="New matching stories", key=key,
+        return render_digest([a.story() for a in alerts], heading="New matching stories", key=key,
                              html_body=email)
     alert = alerts[0]
     if alert.kind == "digest":

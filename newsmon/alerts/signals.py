@@ -113,6 +113,5 @@ def silent_alerts(feeds: Sequence[FeedStatus], routes: Sequence[Route]) -> list[
 
 def _row(alert_id: str, kind: str, channel: str, channel_name: str, subject: str, body: str, *,
          watchlist: str = "", url: str = "", source: str = "") -> AlertRecord:
-    return AlertRecord(alert_id=alert_id, article_id="", watchlist=watchlist, channel=channel, status="pending",
-                       attempts=0, title=subject, url=url, source=source, published_at=None, score=0.0,
-                       labels=(), evidence=(), channel_name=channel_name, kind=kind, subject=subject, body=body)
+    return AlertRecord.notice(alert_id, kind, channel=channel, channel_name=channel_name, subject=subject, body=body,
+                              watchlist=watchlist, url=url, source=source)
