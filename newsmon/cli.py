@@ -222,11 +222,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from newsmon.console import print_rows
 
     if args.attach:
-        from warehouse import location, open_reader
+        from warehouse import location, open_warehouse
         from warehouse.attach import analyst_sql
 
         settings = load_settings(args.config)
-        open_reader(settings.warehouse).close()  # created (or migrated) if it is not there yet
+        open_warehouse(settings.warehouse).close()  # created (or migrated) if it is not there yet
         print(analyst_sql(location(settings.warehouse)), end="")
         return EXIT_OK
     if not args.query:
