@@ -44,6 +44,7 @@ from newsmon.records import (
     AlertRecord,
     Article,
     ClusterRecord,
+    Evidence,
     FeedResult,
     FeedSpec,
     RunBatch,
@@ -90,8 +91,7 @@ def run_batch(run_id: str, first: int, bodies: list[str]) -> RunBatch:
                             text[:80], text[:300], text, NOW, language="en", published_at=published,
                             word_count=len(text.split()), content_hash=f"h{i}", cluster_id=cid))
         match = i % 10 == 0
-        ev = ({"label": "az_ru", "term": "Baku", "concept": "az", "where": "body", "start": 10, "end": 14,
-               "snippet": text[:60], "weight": 2.0},)
+        ev = (Evidence("az_ru", "Baku", "az", "body", 10, 14, text[:60], 2.0),)
         verdicts.append(Verdict(aid, "az_ru", "2026.1", match, 3.0, ("az_ru",) if match else (),
                                 (("az_ru", 3.0), ("energy", 0.0), ("cooperation", 0.0)), ev))
         clusters.append(ClusterRecord(cid, aid, text[:80], published, NOW,

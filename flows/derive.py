@@ -23,7 +23,7 @@ Signature = tuple[int, ...] | None  # MinHash hash values; None for a text too s
 def to_verdict(article_id: str, r: TagResult) -> Verdict:
     return Verdict(article_id=article_id, watchlist=r.watchlist, rules_version=r.rules_version, match=r.match,
                    score=r.score, tags=tuple(r.tags), scores=tuple(r.scores),
-                   evidence=tuple(e.to_dict() for e in r.evidence))
+                   evidence=r.evidence)
 
 
 def tag_and_sign(articles: Sequence[Article], rules: Sequence[Path],

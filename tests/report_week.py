@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from newsmon.config import WarehouseSettings
-from newsmon.records import Article, FeedResult, FeedSpec, RunBatch, Verdict, stable_id
+from newsmon.records import Article, Evidence, FeedResult, FeedSpec, RunBatch, Verdict, stable_id
 from warehouse import open_warehouse
 
 SOURCES = [f"Outlet {i:02d}" for i in range(12)]
@@ -47,7 +47,7 @@ def fill_week(path: Path, *, n: int, now: datetime, match_every: int = 1, title:
 
 
 def _evidence(title: str, text: str) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
+    out: list[Evidence] = []
     for label, term in (("az_ru", "Azerbaijan"), ("az_ru", "Russia"), ("energy", "gas"),
                         ("energy", "SOCAR"), ("cooperation", "agreement")):
         for where, field in (("title", title), ("body", text)):
@@ -56,7 +56,6 @@ def _evidence(title: str, text: str) -> list[dict[str, object]]:
                 continue
             lo, hi = max(0, start - 60), min(len(field), start + len(term) + 60)
             snippet = ("…" if lo else "") + " ".join(field[lo:hi].split()) + ("…" if hi < len(field) else "")
-            out.append({"label": label, "term": term.lower(), "concept": term.lower(), "where": where,
-                        "start": start, "end": start + len(term), "snippet": snippet,
-                        "weight": 2.0 if where == "title" else 1.0})
+            out.append(Evidence(label, term.lower(), term.lower(), where, start, start + len(term), snippet,
+                                2.0 if where == "title" else 1.0))
     return out

@@ -18,7 +18,7 @@ from newsmon.alerts.render import clean, md, render_alert, render_digest, safe_l
 from newsmon.config import AlertSettings, Route
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.errors import AlertError
-from newsmon.records import AlertRecord, Article, ClusterRecord, FeedResult, FeedSpec, RunBatch, Verdict
+from newsmon.records import AlertRecord, Article, ClusterRecord, Evidence, FeedResult, FeedSpec, RunBatch, Verdict
 from tests.conftest import make_warehouse
 from warehouse import Warehouse
 
@@ -36,7 +36,8 @@ def art(aid: str, age_h: float, title: str = "Baku and Moscow sign energy road m
 def ver(aid: str, match: bool = True, watchlist: str = "az_ru", score: float = 9.0,
         tags: tuple[str, ...] = ("az_ru", "energy")) -> Verdict:
     return Verdict(aid, watchlist, "1", match, score, tags, (("az_ru", 5.0),),
-                   ({"label": "az_ru", "term": "Baku"}, {"label": "energy", "term": "road map"}))
+                   (Evidence("az_ru", "Baku", "", "title", 0, 4, "", 1.0),
+                    Evidence("energy", "road map", "", "title", 0, 8, "", 1.0)))
 
 
 def clusters_of(*arts: Article) -> dict[str, ClusterRecord]:

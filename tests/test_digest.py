@@ -11,7 +11,7 @@ import pytest
 from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.digest import build_digest
 from newsmon.demo.receiver import WebhookReceiver
-from newsmon.records import Article, FeedResult, FeedSpec, RunBatch, Verdict
+from newsmon.records import Article, Evidence, FeedResult, FeedSpec, RunBatch, Verdict
 from tests.conftest import make_warehouse, write_config
 from tests.test_alerts import body_of, mail_url, smtp  # noqa: F401  (the SMTP fixture)
 from tests.test_clusters import WIRE
@@ -30,8 +30,7 @@ def fill(wh: Warehouse, now: datetime) -> None:
             art("g1", "Report", "Gas swap talks continue", "Talks on a gas swap between Azerbaijan and Russia "
                 "continued in Moscow, officials said, with transit volumes and prices still open.", 2),
             art("old", "Report", "Old news", "An old story about Baku and Moscow that matched ten days ago.", 240)]
-    ev = ({"label": "energy", "term": "road map", "concept": "c", "where": "body", "start": 0, "end": 8,
-           "snippet": "signed a <road map> on energy", "weight": 1.0},)
+    ev = (Evidence("energy", "road map", "c", "body", 0, 8, "signed a <road map> on energy", 1.0),)
     verdicts = [Verdict(a.article_id, "az_ru", "1", True, 8.0 - i, ("az_ru", "energy"),
                         (("az_ru", 5.0), ("energy", 3.0)), ev) for i, a in enumerate(arts)]
     arts2, clusters = assign_clusters(arts, [], threshold=0.45, now=now)

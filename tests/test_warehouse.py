@@ -15,7 +15,18 @@ import pytest
 
 from newsmon.config import WarehouseSettings
 from newsmon.errors import StorageError
-from newsmon.records import AlertRecord, Alias, Article, Entry, FeedResult, FeedSpec, RawPage, RunBatch, Verdict
+from newsmon.records import (
+    AlertRecord,
+    Alias,
+    Article,
+    Entry,
+    Evidence,
+    FeedResult,
+    FeedSpec,
+    RawPage,
+    RunBatch,
+    Verdict,
+)
 from tests.conftest import make_warehouse
 from warehouse import DeliveryOutcome, Warehouse, location, open_warehouse
 from warehouse.attach import analyst_sql
@@ -35,8 +46,7 @@ def article(i: int, **kw: object) -> Article:
 
 
 def verdict(i: int, match: bool) -> Verdict:
-    ev = ({"label": "az_ru", "term": "Baku", "concept": "az", "where": "title", "start": 0, "end": 4,
-           "snippet": "Baku and Moscow", "weight": 2.0},)
+    ev = (Evidence("az_ru", "Baku", "az", "title", 0, 4, "Baku and Moscow", 2.0),)
     return Verdict(f"a{i}", "az_ru", "2026.1", match, 7.5 if match else 0.5, ("az_ru", "energy") if match else (),
                    (("az_ru", 5.0), ("energy", 2.5), ("cooperation", 0.0)), ev)
 
@@ -253,8 +263,8 @@ def test_replace_verdicts_rewrites_tags_with_surface_text_and_rules_version(tmp_
     wh = make_warehouse(tmp_path / "w.duckdb")
     wh.runs.store_run(batch("r1", 2), finished_at=NOW)
     fresh = Verdict("a1", "az_ru", "2026.2", True, 9.0, ("az_ru",), (("az_ru", 9.0),),
-                    ({"label": "az_ru", "term": "азербайдж*", "concept": "azerbaijan", "where": "title", "start": 0,
-                      "end": 13, "snippet": "Азербайджаном", "weight": 2.0, "text": "Азербайджаном"},))
+                    (Evidence("az_ru", "азербайдж*", "azerbaijan", "title", 0, 13, "Азербайджаном", 2.0,
+                              "Азербайджаном"),))
     wh.archive.replace_verdicts([fresh], now=NOW)
     assert wh.archive.stored_verdicts(["a1", "a0"]) == {("a1", "az_ru"): (True, 9.0, "2026.2"),
                                                         ("a0", "az_ru"): (True, 7.5, "2026.1")}

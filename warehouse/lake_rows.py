@@ -36,7 +36,7 @@ def article_row(a: Article, run_id: str, first_seen_at: datetime | None = None, 
 def tag_rows(v: Verdict, at: datetime) -> list[Row]:
     rows = []
     for label, score in v.scores:
-        ev = [{k: e.get(k) for k in EVIDENCE_KEYS} for e in v.evidence if e.get("label") == label]
+        ev = [{k: getattr(e, k) for k in EVIDENCE_KEYS} for e in v.evidence if e.label == label]
         rows.append((v.article_id, v.watchlist, label, score, label in v.tags, v.rules_version, ev, at))
     return rows
 
@@ -81,8 +81,7 @@ def with_snippets(a: AlertRecord, verdicts: Sequence[Verdict]) -> AlertRecord:
     verdict = next((v for v in verdicts if v.article_id == a.article_id and v.watchlist == a.watchlist), None)
     if a.kind != "story" or verdict is None:
         return a
-    snippets = sorted({str(e.get("snippet") or "") for e in verdict.evidence
-                       if e.get("label") in verdict.tags} - {""})
+    snippets = sorted({e.snippet for e in verdict.evidence if e.label in verdict.tags} - {""})
     return replace(a, snippets=tuple(snippets))
 
 

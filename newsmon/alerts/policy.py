@@ -85,7 +85,7 @@ def plan_alerts(articles: Iterable[Article], verdicts: Iterable[Verdict], routes
         first = min(cluster.first_published_at, story_time(art)) if cluster else story_time(art)
         if now - first > window:
             continue
-        terms = tuple(sorted({str(e.get("text") or e.get("term")) for e in v.evidence}))
+        terms = tuple(sorted({e.text or e.term for e in v.evidence}))
         for ch in route_channels(routes, "story", watchlist=v.watchlist, labels=v.tags, score=v.score):
             alert_id = stable_id("alert", cluster_id, v.watchlist, ch.channel_id)
             out.setdefault(alert_id, AlertRecord(

@@ -13,7 +13,8 @@ from functools import lru_cache
 from importlib import resources
 
 from newsmon.errors import RulesError
-from newsmon.tagging.tagger import Evidence, TagResult, Watchlist, parse_watchlist
+from newsmon.records import Evidence
+from newsmon.tagging.tagger import TagResult, Watchlist, parse_watchlist
 
 __all__ = ["Evidence", "TagResult", "Watchlist", "default_watchlist", "load_watchlists", "parse_watchlist"]
 

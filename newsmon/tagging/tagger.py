@@ -6,8 +6,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import NamedTuple
 
+from newsmon.records import Evidence
 from newsmon.tagging.layout import Layout, layout
 from newsmon.tagging.matcher import Hit, Matcher, word_end
 from newsmon.tagging.normalize import Folded, fold
@@ -19,28 +19,6 @@ _SNIPPET = 60
 _EVIDENCE_PER_LABEL = 6  # strongest hits per label, of which up to two NOT-group hits
 _NEGATIVE_EVIDENCE = 2
 _weight = itemgetter(1)
-
-
-class Evidence(NamedTuple):
-    """Why a label scored: a rule term found at [start, end) of the original title or text.
-
-    `term` is the rule pattern (``азербайдж*``), `text` the words as published (``Азербайджаном``).
-    A named tuple rather than a frozen dataclass: a dense article yields ~20 of these, and building
-    frozen dataclasses was a fifth of the tagger's time.
-    """
-
-    label: str
-    term: str
-    concept: str
-    where: str  # 'title' | 'lead' | 'body'
-    start: int
-    end: int
-    snippet: str
-    weight: float
-    text: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return self._asdict()
 
 
 @dataclass(frozen=True)
