@@ -74,17 +74,20 @@ def _run(settings: Settings, wh: Warehouse, started: datetime) -> dict[str, Any]
         articles, page_errors, dupes = extract_new(found.new, settings, wh, started, pool)
         laps.lap("extract")
         verdicts, signatures = tag_task(quoted(articles), settings.tagging.rules, pool)
-    articles, clusters = cluster_task(wh.runs, quoted(articles), quoted(signatures), settings.alerts, started)
-    alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
-                         clusters={c.cluster_id: c for c in clusters},
-                         window=timedelta(hours=settings.alerts.window_hours))
     laps.lap("tag")
-    batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
-                     feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
-                     alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
-                     aliases=tuple(point_at_kept(found.aliases, dupes)), edits=tuple(found.edits),
-                     url_aliases=tuple(dupes))
-    stored = store_task(wh.runs, quoted(batch), datetime.now(UTC))
+    # clusters are assigned, alerts planned and the run claimed while no other run (shard) does the same: a
+    # story two runs see at once joins one cluster and alerts once
+    with wh.runs.claiming():
+        articles, clusters = cluster_task(wh.runs, quoted(articles), quoted(signatures), settings.alerts, started)
+        alerts = plan_alerts(articles, verdicts, settings.alerts.all_routes, now=started,
+                             clusters={c.cluster_id: c for c in clusters},
+                             window=timedelta(hours=settings.alerts.window_hours))
+        batch = RunBatch(run_id=uuid.uuid4().hex[:16], config_name=str(settings.source), started_at=started,
+                         feed_results=tuple(results), articles=tuple(articles), verdicts=tuple(verdicts),
+                         alerts=tuple(alerts), page_errors=tuple(page_errors), clusters=tuple(clusters),
+                         aliases=tuple(point_at_kept(found.aliases, dupes)), edits=tuple(found.edits),
+                         url_aliases=tuple(dupes))
+        stored = store_task(wh.runs, quoted(batch), datetime.now(UTC))
     laps.lap("store")
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))

@@ -5,11 +5,12 @@ This is the only module that reads the environment or the configuration file.
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import os
 import re
+import tempfile
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,16 @@ from newsmon.records import FeedSpec
 ENV_CONFIG = "NEWSMON_CONFIG"
 ENV_ALERT_URLS = "NEWSMON_ALERT_URLS"
 ENV_WAREHOUSE = "NEWSMON_WAREHOUSE"
+ENV_CATALOG = "NEWSMON_CATALOG"  # replaces [warehouse] catalog (e.g. a postgres: conninfo with its password)
+ENV_DATA_PATH = "NEWSMON_DATA_PATH"
+ENV_STATE = "NEWSMON_STATE"  # replaces [warehouse] state (e.g. a postgresql:// URL with its password)
 DEFAULT_CONFIG_NAME = "newsmon.toml"
+MAX_FEED_NAME = 200  # characters of a feed title written into the config by `feeds add` / `feeds import`
+
+# A check of one alert URL (after ${VAR} expansion): None when usable, else why not, without its secrets.
+# Injected by the commands that send (newsmon.alerts.notify.url_problem: Apprise decides), so this module
+# needs no Apprise and the commands that only read the warehouse do not depend on the alert channels.
+UrlCheck = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -35,9 +45,9 @@ class WarehouseSettings:
     """
 
     path: Path
-    catalog: str = ""
+    catalog: str = ""  # a SQLite file path, or `postgres:<libpq conninfo>`
     data_path: Path | None = None
-    state: Path | None = None
+    state: str = ""  # a SQLite file path, or a `postgresql://` URL
 
     @property
     def catalog_target(self) -> str:
@@ -48,13 +58,29 @@ class WarehouseSettings:
         return self.data_path or self.path.with_suffix(".files")
 
     @property
+    def state_target(self) -> str:
+        return self.state or str(self.path.with_suffix(".state.sqlite"))
+
+    @property
+    def state_shown(self) -> str:
+        """The state database for messages: a path, or a PostgreSQL URL without its password."""
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", self.state_target)
+
+    @property
+    def catalog_shown(self) -> str:
+        """The catalog for messages: a path, or a conninfo without its password."""
+        return re.sub(r"password=\S+", "password=***", self.catalog_target)
+
+    @property
     def state_path(self) -> Path:
-        return self.state or self.path.with_suffix(".state.sqlite")
+        """The local state database file (meaningless for a PostgreSQL state database)."""
+        return Path(self.state_target)
 
 
 @dataclass(frozen=True)
 class HttpSettings:
     allow_private_networks: bool = False
+    allow_hosts: tuple[str, ...] = ()  # host names, IP addresses or networks fetched although not public
     contact_url: str = "https://github.com/newsmon/newsmon"
     timeout_s: float = 20.0
     max_concurrency: int = 32
@@ -159,8 +185,9 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     return Path(env) if env else Path(DEFAULT_CONFIG_NAME)
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read and validate the configuration file, then apply environment overrides."""
+def load_settings(path: str | os.PathLike[str] | None = None, *, check_url: UrlCheck | None = None) -> Settings:
+    """Read and validate the configuration file, then apply environment overrides; with `check_url`, every
+    alert URL is checked too (a ConfigError names the first unusable one, redacted by the check)."""
     src = resolve_config_path(path)
     try:
         raw = src.read_bytes()
@@ -170,14 +197,19 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             "or pass --config PATH (or set NEWSMON_CONFIG)") from None
     except OSError as exc:
         raise ConfigError(f"{src}: cannot read the configuration file ({exc})") from exc
+    return _settings_from_bytes(raw, src, check_url)
+
+
+def _settings_from_bytes(raw: bytes, src: Path, check_url: UrlCheck | None = None) -> Settings:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{src}: not valid TOML ({exc})") from exc
-    return parse_settings(data, src.resolve(), dict(os.environ))
+    return parse_settings(data, src.resolve(), dict(os.environ), check_url=check_url)
 
 
-def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> Settings:
+def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str], *,
+                   check_url: UrlCheck | None = None) -> Settings:
     """Validate a parsed TOML document (pure: the environment is passed in)."""
     v = _Validator(source)
     v.only_keys(data, "", {"warehouse", "http", "feeds", "schedule", "alerts", "tagging",
@@ -187,18 +219,18 @@ def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str]) -> S
     v.only_keys(wh, "warehouse", {"path", "catalog", "data_path", "state", "lock_timeout_s"})
     wh_path = env.get(ENV_WAREHOUSE) or v.get(wh, "warehouse", "path", str, "data/newsmon.duckdb")
     v.number(wh, "warehouse", "lock_timeout_s", 60.0, minimum=0)  # accepted from older configs; nothing waits now
-    catalog = v.get(wh, "warehouse", "catalog", str, "")
-    data_path = v.get(wh, "warehouse", "data_path", str, "")
-    state = v.get(wh, "warehouse", "state", str, "")
+    catalog = env.get(ENV_CATALOG) or v.get(wh, "warehouse", "catalog", str, "")
+    data_path = env.get(ENV_DATA_PATH) or v.get(wh, "warehouse", "data_path", str, "")
+    state = env.get(ENV_STATE) or v.get(wh, "warehouse", "state", str, "")
     warehouse = WarehouseSettings(
         path=_resolve(base, wh_path),
-        catalog=catalog if catalog.startswith("postgres:") or not catalog else str(_resolve(base, catalog)),
+        catalog=_location(base, catalog, env, source, ("postgres:",)),
         data_path=_resolve(base, data_path) if data_path else None,
-        state=_resolve(base, state) if state else None,
+        state=_location(base, state, env, source, ("postgresql://", "postgres://")),
     )
     http = _parse_http(v, v.table(data, "http"))
     schedule = _parse_schedule(v, v.table(data, "schedule"))
-    alerts = _parse_alerts(v, v.table(data, "alerts"), env)
+    alerts = _parse_alerts(v, v.table(data, "alerts"), env, check_url)
     tag = v.table(data, "tagging")
     v.only_keys(tag, "tagging", {"rules"})
     rules = tuple(_resolve(base, p) for p in v.str_list(tag, "tagging", "rules"))
@@ -234,6 +266,7 @@ def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
     v.only_keys(http, "http", set(d.__dataclass_fields__))
     return HttpSettings(
         allow_private_networks=v.get(http, "http", "allow_private_networks", bool, False),
+        allow_hosts=_allow_hosts(v, http),
         contact_url=v.get(http, "http", "contact_url", str, d.contact_url),
         timeout_s=v.number(http, "http", "timeout_s", d.timeout_s, minimum=0.1),
         max_concurrency=int(v.number(http, "http", "max_concurrency", d.max_concurrency, minimum=1)),
@@ -248,24 +281,57 @@ def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
     )
 
 
-def _parse_alerts(v: _Validator, alerts: dict[str, Any], env: dict[str, str]) -> AlertSettings:
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?", re.IGNORECASE)
+
+
+def _allow_hosts(v: _Validator, http: dict[str, Any]) -> tuple[str, ...]:
+    """[http] allow_hosts: each entry a host name, an IP address or a network (CIDR)."""
+    out = []
+    for i, entry in enumerate(v.str_list(http, "http", "allow_hosts")):
+        text = entry.strip()
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            try:
+                ascii_name = text.encode("idna").decode("ascii")
+            except UnicodeError:
+                ascii_name = ""
+            if not _HOST_NAME.fullmatch(ascii_name) or ascii_name.replace(".", "").isdigit():
+                v.fail(f"http.allow_hosts[{i}]", 'a host name ("feeds.intranet"), an IP address ("10.0.0.5") '
+                       'or a network ("10.0.0.0/8", "fd00::/8")', entry)
+        out.append(text)
+    return tuple(out)
+
+
+def _parse_alerts(v: _Validator, alerts: dict[str, Any], env: dict[str, str],
+                  check_url: UrlCheck | None = None) -> AlertSettings:
     d = AlertSettings()
     numbers = {k for k, f in d.__dataclass_fields__.items() if f.type in ("float", "int")}
     v.only_keys(alerts, "alerts", {"urls", "routes"} | numbers)
-    urls = v.str_list(alerts, "alerts", "urls")
+    urls = v.str_list(alerts, "alerts", "urls", secret=True)
     if env.get(ENV_ALERT_URLS):
         urls = env[ENV_ALERT_URLS].split()
     expanded = tuple(_expand_env(u, env, v.source) for u in urls)
+    _check_urls(v, ENV_ALERT_URLS if env.get(ENV_ALERT_URLS) else "alerts.urls", expanded, check_url)
     nums: dict[str, Any] = {}
     for k in sorted(numbers):
         val = v.number(alerts, "alerts", k, getattr(d, k), minimum=0)
         nums[k] = int(val) if d.__dataclass_fields__[k].type == "int" else val
     if nums["cluster_similarity"] > 1 or nums["max_attempts"] < 1:
         v.fail("alerts", "cluster_similarity <= 1 and max_attempts >= 1")
-    return AlertSettings(urls=expanded, routes=_parse_routes(v, alerts.get("routes", []), env), **nums)
+    return AlertSettings(urls=expanded, routes=_parse_routes(v, alerts.get("routes", []), env, check_url), **nums)
 
 
-def _parse_routes(v: _Validator, routes: Any, env: dict[str, str]) -> tuple[Route, ...]:
+def _check_urls(v: _Validator, where: str, urls: Sequence[str], check_url: UrlCheck | None) -> None:
+    for i, url in enumerate(urls):
+        problem = check_url(url) if check_url else None
+        if problem:
+            raise ConfigError(f"{v.source}: {where}[{i}]: {problem}")
+
+
+def _parse_routes(v: _Validator, routes: Any, env: dict[str, str],
+                  check_url: UrlCheck | None = None) -> tuple[Route, ...]:
     if not isinstance(routes, list):
         v.fail("alerts.routes", "an array of tables: [[alerts.routes]] with name and urls")
     out = []
@@ -274,14 +340,16 @@ def _parse_routes(v: _Validator, routes: Any, env: dict[str, str]) -> tuple[Rout
         if not isinstance(r, dict):
             v.fail(where, "a table with name and urls")
         v.only_keys(r, where, {"name", "urls", "watchlists", "labels", "min_score", "events"})
-        urls = v.str_list(r, where, "urls")
+        urls = v.str_list(r, where, "urls", secret=True)
         if not urls:
             v.fail(f"{where}.urls", "at least one Apprise URL")
+        expanded = tuple(_expand_env(u, env, v.source) for u in urls)
+        _check_urls(v, f"{where}.urls", expanded, check_url)
         events = v.str_list(r, where, "events") or list(EVENTS)
         if not set(events) <= set(EVENTS):
             v.fail(f"{where}.events", "a list of " + ", ".join(EVENTS), events)
         out.append(Route(name=v.get(r, where, "name", str, f"route{i + 1}"),
-                         urls=tuple(_expand_env(u, env, v.source) for u in urls),
+                         urls=expanded,
                          watchlists=tuple(v.str_list(r, where, "watchlists")),
                          labels=tuple(v.str_list(r, where, "labels")),
                          min_score=v.number(r, where, "min_score", 0.0, minimum=0), events=tuple(events)))
@@ -300,8 +368,8 @@ def _parse_feeds(v: _Validator, data: dict[str, Any]) -> tuple[FeedSpec, ...]:
             v.fail(where, "a table with name and url")
         v.only_keys(f, where, {"name", "url"})
         url = v.get(f, where, "url", str, None)
-        if not url or not re.match(r"^https?://[^/\s]+", url):
-            v.fail(f"{where}.url", "an http:// or https:// URL")
+        if not url or not re.fullmatch(r"https?://[^/\s\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*", url):
+            v.fail(f"{where}.url", "an http:// or https:// URL (no spaces or control characters)", url or None)
         name = v.get(f, where, "name", str, url)
         if url in seen:
             v.fail(f"{where}.url", f"a URL not already listed ({url} appears twice)")
@@ -311,25 +379,93 @@ def _parse_feeds(v: _Validator, data: dict[str, Any]) -> tuple[FeedSpec, ...]:
 
 
 def append_feeds(path: Path, feeds: Sequence[FeedSpec]) -> list[FeedSpec]:
-    """Append `[[feeds]]` tables for the feeds whose URL the config file does not list yet; returns those."""
-    known = {f.url for f in load_settings(path).feeds}
+    """Append `[[feeds]]` tables for the feeds whose URL the config file does not list yet; returns those, with
+    their names as written (`feed_name`).
+
+    Titles come from strangers (OPML files, feed and page titles): each is cleaned and written as an escaped
+    TOML string. The new file is written beside the old one, loaded with the same checks as every command,
+    and only then renamed over it; on any failure the old file is untouched and ConfigError says why.
+    """
+    target = path.resolve()  # a symlinked config: replace the file it points at, keep the link
+    known = {f.url for f in load_settings(target).feeds}
     new: list[FeedSpec] = []
     for f in feeds:
         if f.url not in known:
             known.add(f.url)
-            new.append(f)
+            new.append(FeedSpec(name=feed_name(f.name, f.url), url=f.url))
     if new:
-        text = path.read_text(encoding="utf-8")
-        tables = "".join(f"\n[[feeds]]\nname = {json.dumps(f.name, ensure_ascii=False)}\n"
-                         f"url = {json.dumps(f.url, ensure_ascii=False)}\n" for f in new)
-        path.write_text(text + ("" if text.endswith("\n") else "\n") + tables, encoding="utf-8")
-        load_settings(path)  # the file must still be valid; a bad name would be caught here
+        text = target.read_text(encoding="utf-8")
+        tables = "".join(f"\n[[feeds]]\nname = {toml_string(f.name)}\nurl = {toml_string(f.url)}\n" for f in new)
+        _replace_checked(path, target, text + ("" if text.endswith("\n") else "\n") + tables)
     return new
+
+
+_NOT_IN_NAMES = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]+")
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def feed_name(name: str, url: str) -> str:
+    """A feed title fit for the config and for display: control, format (zero-width, bidi), line-separator
+    and unpaired surrogate characters become spaces, white space runs one space, at most MAX_FEED_NAME
+    characters (cut with '…'); the URL when nothing is left."""
+    clean = " ".join(_NOT_IN_NAMES.sub(" ", name).split())
+    if len(clean) > MAX_FEED_NAME:
+        clean = clean[:MAX_FEED_NAME - 1].rstrip() + "…"
+    return clean or url
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string: quote, backslash and every control character (U+0000-U+001F, U+007F)
+    escaped, other characters as they are; an unpaired surrogate (which UTF-8 cannot hold) becomes U+FFFD."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    return "".join(out) + '"'
+
+
+def _replace_checked(shown: Path, target: Path, text: str) -> None:
+    """Write `text` beside `target` (same permissions), load it as the configuration, then rename it over
+    `target`; on any failure remove it and raise ConfigError naming `shown`. The old file is never touched."""
+    tmp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, target.stat().st_mode & 0o7777)
+        _settings_from_bytes(tmp.read_bytes(), target)  # the real loader, on the bytes that would replace it
+        os.replace(tmp, target)
+        tmp = None
+    except ConfigError as exc:
+        raise ConfigError(f"{' '.join(str(exc).split())}; {shown} was left unchanged") from None
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"{shown}: cannot write the new configuration beside it "
+                          f"({getattr(exc, 'strerror', None) or exc}); {shown} was left unchanged") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _resolve(base: Path, p: str) -> Path:
     path = Path(p).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _location(base: Path, value: str, env: dict[str, str], source: Path, servers: tuple[str, ...]) -> str:
+    """A server address (with ${VAR} secrets read from the environment), or a path resolved against `base`."""
+    if not value:
+        return ""
+    return _expand_env(value, env, source) if value.startswith(servers) else str(_resolve(base, value))
 
 
 def _expand_env(url: str, env: dict[str, str], source: Path) -> str:
@@ -377,8 +513,8 @@ class _Validator:
             self.fail(f"{where}.{key}", f"a number >= {minimum}", val)
         return float(val)
 
-    def str_list(self, data: dict[str, Any], where: str, key: str) -> list[str]:
+    def str_list(self, data: dict[str, Any], where: str, key: str, *, secret: bool = False) -> list[str]:
         val = data.get(key, [])
         if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
-            self.fail(f"{where}.{key}", "a list of strings", val)
+            self.fail(f"{where}.{key}", "a list of strings", None if secret else val)  # alert URLs hold secrets
         return list(val)

@@ -127,6 +127,15 @@ class RouteServer:
         self._httpd.server_close()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server on 127.0.0.1 for the whole session (see tests/pg.py)."""
+    from tests.pg import postgres_server
+
+    with postgres_server() as pg:
+        yield pg
+
+
 @pytest.fixture
 def routes() -> Iterator[RouteServer]:
     srv = RouteServer()

@@ -65,7 +65,7 @@ def location(settings: WarehouseSettings) -> LakeLocation:
 
 def open_warehouse(settings: WarehouseSettings) -> Warehouse:
     """Open (creating or migrating as needed) the state database and the lake."""
-    state = StateDB(settings.state_path)
+    state = StateDB(settings.state_target)
     lake = Lake(location(settings))
     migrate_if_needed(settings, state, lake)
     return Warehouse(RunStore(state, lake), Archive(lake), lake, settings)

@@ -8,6 +8,7 @@ Pure: builds SQL text from paths; the connection is made in warehouse/lake.py.
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,11 @@ class LakeLocation:
 
     def uri(self) -> str:
         return f"ducklake:{self.catalog}" if self.is_postgres else f"ducklake:sqlite:{self.catalog}"
+
+    @property
+    def shown(self) -> str:
+        """The catalog for messages: a path, or a conninfo without its password."""
+        return re.sub(r"password=\S+", "password=***", self.catalog)
 
     def exists(self) -> bool:
         return self.is_postgres or Path(self.catalog).exists()

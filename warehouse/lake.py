@@ -51,7 +51,7 @@ def connect(loc: LakeLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.execute(f"USE {LAKE_ALIAS}")
     except duckdb.Error as exc:
         con.close()
-        raise StorageError(f"{loc.catalog}: cannot attach the warehouse ({exc})") from exc
+        raise StorageError(f"{loc.shown}: cannot attach the warehouse ({exc})") from exc
     return con
 
 
@@ -71,7 +71,7 @@ def writer_turn(loc: LakeLocation) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StorageError(f"{loc.catalog}: cannot create the warehouse here ({exc}); check [warehouse] in "
+        raise StorageError(f"{loc.shown}: cannot create the warehouse here ({exc}); check [warehouse] in "
                            "the config and that the folder is writable") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -87,7 +87,7 @@ class Lake:
         self._lock = threading.RLock()
         self._writing = False  # this Lake holds the writer turn (so a write inside the open takes it once)
         if read_only and not loc.exists():
-            raise StorageError(f"{loc.catalog}: no warehouse here yet; run `newsmon run` first")
+            raise StorageError(f"{loc.shown}: no warehouse here yet; run `newsmon run` first")
         if read_only:
             self._con = connect(loc, read_only=True)
             return
@@ -127,7 +127,7 @@ class Lake:
                     _rollback(con)
                     retry = isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
                     if not retry or attempt == _CONFLICT_RETRIES:
-                        raise StorageError(f"{self.loc.catalog}: {exc}") from exc
+                        raise StorageError(f"{self.loc.shown}: {exc}") from exc
                     time.sleep(0.05 * 2 ** attempt)
                 except BaseException:
                     _rollback(con)
@@ -139,7 +139,7 @@ class Lake:
             try:
                 return self._con.execute(sql, list(params)).fetchall()
             except duckdb.Error as exc:
-                raise StorageError(f"{self.loc.catalog}: {exc}") from exc
+                raise StorageError(f"{self.loc.shown}: {exc}") from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         """An analyst's SQL, as given (newsmon sql, the report): names and rows."""
@@ -158,7 +158,7 @@ class Lake:
             try:
                 return self._con.execute(sql, list(params)).fetchall()
             except duckdb.Error as exc:
-                raise StorageError(f"{self.loc.catalog}: {exc}") from exc
+                raise StorageError(f"{self.loc.shown}: {exc}") from exc
 
     def _migrate(self) -> None:
         self.write(_migrate)
@@ -217,5 +217,5 @@ def _prepare(loc: LakeLocation) -> None:
             db.execute("PRAGMA journal_mode = WAL")
         db.close()
     except (OSError, sqlite3.Error) as exc:
-        raise StorageError(f"{loc.catalog}: cannot create the warehouse here ({exc}); check [warehouse] in "
+        raise StorageError(f"{loc.shown}: cannot create the warehouse here ({exc}); check [warehouse] in "
                            "the config and that the folder is writable") from exc

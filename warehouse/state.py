@@ -10,15 +10,20 @@ and only for the milliseconds of a transaction. The SQL is the subset SQLite and
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import socket
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from newsmon.errors import StorageError
 
@@ -77,39 +82,56 @@ def dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-class StateDB:
-    """One connection, serialised by a lock (Prefect may call tasks from worker threads)."""
+def is_postgres(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+def shown(target: str | Path) -> str:
+    """The state database's name for messages: a path, or a PostgreSQL URL without its password."""
+    text = str(target)
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", text) if is_postgres(text) else text
+
+
+class StateDB:
+    """One connection, serialised by a lock (Prefect may call tasks from worker threads): a SQLite file, or a
+    PostgreSQL database (`postgresql://...`) that shards on several machines share."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.pg = is_postgres(target)
+        self.path = Path("/nonexistent") if self.pg else Path(target)
+        self.name = shown(target)
         self.host = socket.gethostname()
         self._lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            self._con.execute("PRAGMA journal_mode = WAL")
-            self._con.execute("PRAGMA synchronous = FULL")
+            self._con = _connect_pg(str(target)) if self.pg else _connect_sqlite(self.path)
             with self.tx() as cur:
-                cur.executescript_ddl(_DDL.format(blob="BLOB", real="REAL"))
+                if self.pg:  # two shards creating the tables at once would race on PostgreSQL's catalog
+                    cur.execute("SELECT pg_advisory_xact_lock(4242)")
+                cur.executescript_ddl(_DDL.format(blob="BYTEA" if self.pg else "BLOB",
+                                                  real="DOUBLE PRECISION" if self.pg else "REAL"))
                 cur.execute("INSERT INTO meta VALUES ('state_version', ?) ON CONFLICT (key) DO NOTHING",
                             [str(STATE_VERSION)])
                 found = cur.one("SELECT value FROM meta WHERE key = 'state_version'")
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"{path}: cannot open the pipeline's state database ({exc}); check that its "
-                               "folder is writable (see [warehouse] state in the config)") from exc
+        except (OSError, StorageError, sqlite3.Error, psycopg.Error) as exc:
+            raise StorageError(f"{self.name}: cannot open the pipeline's state database ({_first_line(exc)}); "
+                               "check [warehouse] state in the config (a writable folder, or a reachable "
+                               "PostgreSQL server)") from exc
         if found and int(found[0]) > STATE_VERSION:
-            raise StorageError(f"{path}: made by a newer newsmon (state {found[0]}); upgrade newsmon")
+            raise StorageError(f"{self.name}: made by a newer newsmon (state {found[0]}); upgrade newsmon")
 
     @contextmanager
     def tx(self) -> Iterator[Cursor]:
         """One write transaction (SQLite: BEGIN IMMEDIATE, so two runs never deadlock upgrading a lock)."""
         with self._lock:
-            cur = Cursor(self._con.cursor())
+            cur = Cursor(self._con.cursor(), self.pg, self.name)
             try:
-                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
                 yield cur
             except BaseException:
-                self._con.rollback()
+                try:
+                    self._con.rollback()
+                except _driver_errors():
+                    pass
                 raise
             else:
                 cur.execute("COMMIT")
@@ -118,19 +140,40 @@ class StateDB:
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
+            cur = Cursor(self._con.cursor(), self.pg, self.name)
             try:
-                return self._con.execute(sql, list(params)).fetchall()
-            except sqlite3.Error as exc:
-                raise StorageError(f"{self.path}: {exc}") from exc
+                return cur.execute(sql, params)
+            finally:
+                cur.close()
 
     def read_in(self, sql: str, values: Iterable[str], params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """`sql` with `{in}` standing for a list of placeholders; runs in chunks (SQLite caps parameters)."""
+        """`sql` with `{in_}` standing for a list of placeholders; runs in chunks (SQLite caps parameters)."""
         wanted = sorted(set(values))
         out: list[tuple[Any, ...]] = []
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
             out += self.read(sql.format(in_=",".join("?" * len(chunk))), [*params, *chunk])
         return out
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """One holder at a time across processes (and machines, on PostgreSQL): an flock beside a SQLite file,
+        a session advisory lock on PostgreSQL. Released when the holder dies (the kernel closes the file; the
+        server ends the session)."""
+        if self.pg:
+            key = zlib.crc32(name.encode())
+            self.read("SELECT pg_advisory_lock(?)", [key])
+            try:
+                yield
+            finally:
+                self.read("SELECT pg_advisory_unlock(?)", [key])
+            return
+        fd = os.open(f"{self.path}-{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def close(self) -> None:
         with self._lock:
@@ -149,24 +192,50 @@ class StateDB:
         return True
 
 
-class Cursor:
-    """A thin cursor: `?` parameters, row helpers, StorageError for driver errors."""
+def _connect_sqlite(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA synchronous = FULL")
+    return con
 
-    def __init__(self, cur: sqlite3.Cursor) -> None:
+
+def _connect_pg(url: str) -> Any:
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    return (sqlite3.Error, psycopg.Error)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class Cursor:
+    """A thin cursor: `?` parameters on both drivers, row helpers, StorageError for driver errors."""
+
+    def __init__(self, cur: Any, pg: bool, name: str) -> None:
         self._cur = cur
+        self._pg = pg
+        self._name = name
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._pg else sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._cur.execute(sql, list(params)).fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"state database: {exc}") from exc
+            self._cur.execute(self._sql(sql), list(params))
+            return [tuple(r) for r in self._cur.fetchall()] if self._cur.description else []
+        except _driver_errors() as exc:
+            raise StorageError(f"{self._name}: {_first_line(exc)}") from exc
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             try:
-                self._cur.executemany(sql, [list(r) for r in rows])
-            except sqlite3.Error as exc:
-                raise StorageError(f"state database: {exc}") from exc
+                self._cur.executemany(self._sql(sql), [list(r) for r in rows])
+            except _driver_errors() as exc:
+                raise StorageError(f"{self._name}: {_first_line(exc)}") from exc
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         found = self.execute(sql, params)

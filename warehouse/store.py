@@ -12,7 +12,6 @@ otherwise its claims are released and its feeds' validators cleared, so its entr
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from array import array
@@ -127,9 +126,9 @@ class RunStore:
                 return None
             cur.execute("DELETE FROM runs WHERE run_id = ?", [batch.run_id])
             cur.execute("INSERT INTO runs (run_id, config, started_at, claimed_at, state, host, pid) "
-                        "VALUES (?, ?, ?, ?, 'claimed', ?, ?)", [batch.run_id, batch.config_name,
-                                                                ts(batch.started_at), ts(now), self.state.host,
-                                                                os.getpid()])
+                        "VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
+                        [batch.run_id, batch.config_name, ts(batch.started_at), ts(datetime.now(UTC)),
+                         self.state.host, os.getpid()])
             claimed = set()
             for a in batch.articles:
                 got = cur.execute(
@@ -196,9 +195,11 @@ class RunStore:
         now = datetime.now(UTC)
         for run_id, host, pid, claimed_at in self.state.read(
                 "SELECT run_id, host, pid, claimed_at FROM runs WHERE state = 'claimed'"):
-            stale = now - _when(claimed_at) > CLAIM_LEASE
-            if not stale and (pid == os.getpid() or self.state.alive_here(host, pid)):
-                continue  # still running (here or elsewhere)
+            if host == self.state.host:
+                if pid == os.getpid() or self.state.alive_here(host, pid):
+                    continue  # a live run on this machine, however long it takes
+            elif now - _when(claimed_at) <= CLAIM_LEASE:
+                continue  # another machine's run, within its lease
             if self.lake.read("SELECT count(*) FROM poll_runs WHERE run_id = ?", [run_id])[0][0]:
                 self._finish(run_id, now)
             else:
@@ -235,22 +236,24 @@ class RunStore:
     # -- the alert ledger ---------------------------------------------------------------------------
 
     @contextmanager
+    def claiming(self) -> Iterator[None]:
+        """One run at a time between reading recent clusters and claiming its stories (held for seconds), so
+        copies of one story that two runs (shards) find at the same moment land in one cluster."""
+        with self.state.exclusive("claim"):
+            yield
+
+    @contextmanager
     def delivering(self) -> Iterator[None]:
         """One sender at a time: two runs that overlap (or a run and `newsmon digest --send`) would otherwise both
-        read the same pending alerts and both send them. An flock beside the state database, held while pending
-        alerts are read, sent and marked, and released by the kernel if the sender dies (its message in flight
-        is then the one repeat the ledger allows)."""
-        fd = os.open(f"{self.state.path}-delivery.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        read the same pending alerts and both send them. Held while pending alerts are read, sent and marked, and
+        released if the sender dies (its message in flight is then the one repeat the ledger allows)."""
+        with self.state.exclusive("delivery"):
             yield
-        finally:
-            os.close(fd)  # releases the flock
 
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
         """Alerts to send (not given up on, past their retry backoff), with every outlet of the story so far."""
         rows = self.state.read(f"SELECT {_ALERT_FIELDS} FROM alerts WHERE status = 'pending' AND attempts < ? "
-                               "AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                               "AND (CAST(? AS TEXT) IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) "
                                "ORDER BY created_at, published_at, alert_id", [max_attempts, ts(now), ts(now)])
         outlets = self._outlets({r[15] for r in rows if r[15]})
         return [_alert(r, outlets.get(r[15], ())) for r in rows]
