@@ -3,7 +3,9 @@
 Servers often send a default charset (``ISO-8859-1``, ``UTF-8``) that does not match the page, and
 single-byte charsets such as windows-1251 or KOI8-R decode any bytes without error. So a declared
 charset is taken as is only when it is a strict one (UTF-8 fails loudly on the wrong bytes) or when the
-header and the page agree; otherwise charset detection decides between the declared candidates.
+header and the page agree; otherwise charset detection decides between the declared candidates. A strict
+charset that fails on a few bytes only (one stray byte in a UTF-8 page) is still the page's charset: those
+bytes are replaced, the rest of the text is kept.
 """
 
 from __future__ import annotations
@@ -87,9 +89,30 @@ def decode_html(body: bytes, http_charset: str | None = None) -> Decoded:
     declared = [codec for codec in sources if _decodes(body, codec)]
     if len(declared) == 1 and (declared[0] in _STRICT or header == meta):
         return Decoded(body.decode(declared[0]), declared[0], sources[declared[0]])
-    if not declared and _decodes(body, "utf_8"):
-        return Decoded(body.decode("utf-8"), "utf_8", "utf-8")
+    if not declared:  # a declared UTF-8 (or other strict codec) with a few bad bytes: those bytes are replaced
+        for codec in (*(c for c in sources if c in _STRICT), "utf_8"):
+            if mostly_decodes(body, codec)[0]:
+                return Decoded(body.decode(codec, errors="replace"), codec, sources.get(codec, "utf-8"))
     return _detect(body, declared, sources)
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def mostly_decodes(body: bytes, codec: str) -> tuple[bool, int]:
+    """(whether `body` is text in `codec` save for a few bad bytes, how many bytes are bad).
+
+    It is when no byte is bad, or when at least 4 in 5 of its non-ASCII characters decode: one stray byte in
+    a UTF-8 feed is that byte's fault, while text in another charset fails on nearly every non-ASCII byte
+    (and a body that mixes two charsets about evenly is left to detection).
+    """
+    try:
+        text = body.decode(codec, errors="surrogateescape")
+    except LookupError:
+        return False, 0
+    bad = len(_ESCAPED.findall(text))
+    good = len(text) - len(text.encode("ascii", errors="ignore")) - bad
+    return bad == 0 or good >= 4 * bad, bad
 
 
 def _decodes(body: bytes, codec: str) -> bool:

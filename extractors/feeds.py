@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import feedparser
 from charset_normalizer import from_bytes
 
+from extractors.encoding import charset_from_content_type, declared_charset, mostly_decodes, normalise_codec
+from extractors.feedtrim import trim_entries
 from newsmon.errors import FeedParseError
 from newsmon.records import Entry, stable_id
 
@@ -55,7 +57,7 @@ class ParsedFeed:
     bozo: str | None = None
     title: str | None = None
     ttl_minutes: int | None = None
-    dropped: int = 0  # entries past the per-run cap
+    dropped: int = 0  # entries in the middle of a long document that were not read (extractors.feedtrim)
 
 
 def parse_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
@@ -70,13 +72,19 @@ def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
     """Parse feed bytes into a ParsedFeed, or raise FeedParseError naming the feed and what to do.
 
     `base_url` (the URL after redirects) resolves relative links. A "bozo" feed that still yields
-    entries is kept (the note says what was wrong).
+    entries is kept (the note says what was wrong). Entries come in document order: all of them, or of a
+    document that lists more than 2 x `max_entries`, its first and last `max_entries` (the run's cap applies
+    later, to the new stories among them, newest first: extractors.identity.resolve_entries).
     """
     base = base_url or feed_url
     hdrs = {k.lower(): v for k, v in (headers or {}).items()}
     hdrs.setdefault("content-location", base)
     hdrs["content-type"] = xml_media_type(hdrs.get("content-type", ""), body)
+    body, listed, left_out = trim_entries(body, max_entries)  # parsing cost and memory grow with the entries
     parsed, bozo, note = _parse(body, hdrs)
+    if left_out:
+        note = (f"{note}; " if note else "") + (f"the feed lists {listed:,} entries; only its first and last "
+                                                f"{max_entries} were read")
     meta = parsed.get("feed", {})
     raw_entries = parsed.get("entries") or []
     if not raw_entries:
@@ -84,8 +92,7 @@ def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
             # a feed with nothing in it right now (recovered from its flaws when `note` says any)
             return ParsedFeed((), note, strip_html(meta.get("title") or "") or None, _ttl(meta))
         raise FeedParseError(_why_not_a_feed(body, note), url=feed_url)
-    kept = raw_entries[:max_entries]
-    fields = [_fields(raw, base) for raw in kept]
+    fields = [_fields(raw, base) for raw in raw_entries]
     guids = Counter(f["guid"] for f in fields if f["guid"])
     links = Counter(normalize_link(f["link"]) for f in fields if _is_web(f["link"]))
     host = (urlsplit(feed_url).hostname or "").lower()
@@ -93,7 +100,7 @@ def read_feed(body: bytes, feed_url: str, *, base_url: str | None = None,
                if (e := _entry(f, feed_url, host, meta, guid_unique=guids[f["guid"]] == 1,
                                link_unique=_is_web(f["link"]) and links[normalize_link(f["link"])] == 1))]
     return ParsedFeed(tuple(entries), note, strip_html(meta.get("title") or "") or None, _ttl(meta),
-                      dropped=len(raw_entries) - len(kept))
+                      dropped=left_out)
 
 
 def _fields(raw: Any, base: str) -> dict[str, Any]:
@@ -192,14 +199,14 @@ def _parse(body: bytes, hdrs: dict[str, str]) -> tuple[Any, str | None, str | No
     """(feedparser result, its bozo note, the note to keep: says when the charset had to be detected)."""
     parsed = feedparser.parse(body, response_headers=hdrs, sanitize_html=True, resolve_relative_uris=True)
     bozo = _bozo_note(parsed)
-    redecoded = _redecode(body, parsed)
+    redecoded = _redecode(body, parsed, hdrs.get("content-type", ""))
     if redecoded is None:
         return parsed, bozo, bozo
-    text, charset = redecoded  # feedparser fell back to windows-1252: parse the detected charset's text
+    text, how = redecoded  # feedparser fell back to windows-1252: parse the text read as _redecode says
     utf8 = {**hdrs, "content-type": "application/xml; charset=utf-8"}
     parsed = feedparser.parse(text, response_headers=utf8, sanitize_html=True, resolve_relative_uris=True)
     bozo = _bozo_note(parsed)
-    return parsed, bozo, f"charset not declared right; decoded as detected {charset}" + (f"; {bozo}" if bozo else "")
+    return parsed, bozo, how + (f"; {bozo}" if bozo else "")
 
 
 def _complete(parsed: Any) -> bool:
@@ -210,19 +217,30 @@ def _complete(parsed: Any) -> bool:
     return exc is None or type(exc).__name__ != "SAXParseException" or "undefined entity" in str(exc)
 
 
-def _redecode(body: bytes, parsed: Any) -> tuple[bytes, str] | None:
-    """UTF-8 bytes of a feed whose declared (or default) charset was wrong, when detection is sure of another.
+def _redecode(body: bytes, parsed: Any, content_type: str) -> tuple[bytes, str] | None:
+    """UTF-8 bytes of a feed that feedparser could not decode as declared, and a note saying how it was read.
 
-    feedparser falls back to windows-1252 when the declared charset fails, which turns KOI8-R, windows-1251,
-    GB2312 and the like into mojibake.
+    feedparser falls back to windows-1252 (then ISO-8859-2) when the declared charset fails, which turns a
+    UTF-8 feed with one stray byte, or a KOI8-R, windows-1251 or GB2312 feed, into mojibake. The declared
+    charset (the HTTP header's, then the XML declaration's; UTF-8, XML's default, when neither says) is kept
+    when it fails on a few bytes only: those bytes are replaced. Only when no declared charset fits is the
+    charset guessed (detection), and then only when detection is sure of another.
     """
     if type(parsed.get("bozo_exception")).__name__ != "CharacterEncodingOverride":
         return None
+    declared = [c for c in (normalise_codec(charset_from_content_type(content_type)),
+                            normalise_codec(declared_charset(body))) if c]
+    for codec in dict.fromkeys(declared or ["utf_8"]):
+        fits, bad = mostly_decodes(body, codec)
+        if fits:
+            text = _XML_ENCODING.sub(r"\1", body.decode(codec, errors="replace"), count=1)
+            what = f"{bad} bytes that are not {codec} replaced" if bad else f"decoded as declared {codec}"
+            return text.encode("utf-8"), what
     best = from_bytes(body).best()
     if best is None or best.encoding in ("utf_8", "ascii", "cp1252", "windows_1252"):
         return None
     text = _XML_ENCODING.sub(r"\1", str(best), count=1)
-    return text.encode("utf-8"), best.encoding
+    return text.encode("utf-8"), f"charset not declared right; decoded as detected {best.encoding}"
 
 
 def _bozo_note(parsed: Any) -> str | None:

@@ -1,4 +1,5 @@
-"""All outbound HTTP: one polite async client with timeouts, size caps, conditional GET and an SSRF guard.
+"""All outbound HTTP: one polite async client with timeouts, size caps, conditional GET and an SSRF guard
+(each host resolved once, every address checked, and the connection made to a checked address).
 
 Returns a `Response` or raises `FetchError` naming the URL and what to do; never anything else.
 """
@@ -11,14 +12,18 @@ import random
 import re
 import socket
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
+from extractors.budget import PageBudget
 from newsmon import __version__
 from newsmon.config import HttpSettings
 from newsmon.errors import BlockedURLError, FetchError
@@ -91,8 +96,10 @@ class Inflater:
 class Fetcher:
     """Async HTTP with a global and a per-host concurrency bound. Use as `async with Fetcher(s) as f`."""
 
-    def __init__(self, settings: HttpSettings) -> None:
+    def __init__(self, settings: HttpSettings, *, resolver: Resolver | None = None) -> None:
         self.settings = settings
+        self._policy = AddressPolicy.from_settings(settings)
+        self._resolve = resolver or _resolver[-1]
         self._global = asyncio.Semaphore(settings.max_concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._next_start: dict[str, float] = {}  # per host: the earliest time the next request may start
@@ -100,7 +107,7 @@ class Fetcher:
         self._client = httpx.AsyncClient(
             timeout=timeout, follow_redirects=False,
             headers={"User-Agent": user_agent(settings.contact_url), "Accept-Encoding": ACCEPT_ENCODING},
-            limits=httpx.Limits(max_connections=settings.max_concurrency * 2),
+            transport=PinnedTransport(httpx.Limits(max_connections=settings.max_concurrency * 2)),
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -110,8 +117,11 @@ class Fetcher:
         await self._client.aclose()
 
     async def get(self, url: str, *, max_bytes: int, etag: str | None = None,
-                  last_modified: str | None = None) -> Response:
-        """GET with redirects followed by hand (each hop re-checked) under a total deadline."""
+                  last_modified: str | None = None, budget: PageBudget | None = None) -> Response:
+        """GET with redirects followed by hand (each hop re-checked) under a total deadline.
+
+        With a `budget` (article pages), a request whose host or run has used its time raises LeftForLater
+        before it starts, and one in flight when that time runs out is cut off then (extractors.budget)."""
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -123,9 +133,24 @@ class Fetcher:
             raise FetchError(f"malformed URL ({exc}); fix the link or the config", url=url) from None
         sem = self._hosts.setdefault(host, asyncio.Semaphore(self.settings.max_per_host))
         async with sem:  # the host's slot first: a request waiting on its host never holds a global slot
+            if budget is not None:
+                budget.check(host, url)  # a page left for later does not wait for its turn first
             await self._pace(host)
             async with self._global:
-                return await self._deadline(url, headers, max_bytes)
+                if budget is None:
+                    return await self._deadline(url, headers, max_bytes)
+                return await self._within(budget, host, url, headers, max_bytes)
+
+    async def _within(self, budget: PageBudget, host: str, url: str, headers: dict[str, str],
+                      max_bytes: int) -> Response:
+        """The exchange, cut off when its host's (or the run's) time budget runs out."""
+        left = budget.check(host, url)
+        with budget.busy(host):
+            try:
+                return await asyncio.wait_for(self._deadline(url, headers, max_bytes), timeout=left)
+            except TimeoutError:  # the exchange's own deadline raises FetchError: this is the budget's
+                raise FetchError(f"cut off after {left:.0f} s: {budget.reason(host)} for this run",
+                                 url=url) from None
 
     async def _deadline(self, url: str, headers: dict[str, str], max_bytes: int) -> Response:
         """The whole exchange (redirects included) under one deadline of twice the timeout."""
@@ -149,8 +174,12 @@ class Fetcher:
     async def _follow(self, url: str, headers: dict[str, str], max_bytes: int) -> Response:
         current, permanent = url, None
         for _ in range(MAX_REDIRECTS + 1):
-            await check_url(current, allow_private=self.settings.allow_private_networks)
-            status, resp_headers, body = await self._get_once(current, headers, max_bytes)
+            pin = await check_url(current, policy=self._policy, resolver=self._resolve)
+            token = _PIN.set(pin)  # this hop connects to the addresses just checked, and to no others
+            try:
+                status, resp_headers, body = await self._get_once(current, headers, max_bytes)
+            finally:
+                _PIN.reset(token)
             if status in REDIRECT_CODES and "location" in resp_headers:
                 target = urljoin(current, resp_headers["location"])
                 if status in (301, 308) and permanent is None and current == url:
@@ -183,41 +212,241 @@ class Fetcher:
             raise FetchError(describe_failure(exc, urlsplit(url).hostname), url=url) from exc
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse non-http(s) schemes and, unless allowed, hosts that resolve to non-public addresses."""
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A resolver maps (host, port) to the host's addresses; newsmon resolves each URL once, checks every address,
+# then connects only to those (see `PinnedBackend`). `use_resolver` installs another one (tests, a DoH client).
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The operating system's answer (getaddrinfo), each address once, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+_resolver: list[Resolver] = [system_resolver]
+
+
+@contextmanager
+def use_resolver(resolver: Resolver) -> Iterator[None]:
+    """Fetchers made inside the block resolve names with `resolver`."""
+    _resolver.append(resolver)
+    try:
+        yield
+    finally:
+        _resolver.remove(resolver)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The addresses checked for one request's host and port: its connection may go to these only."""
+
+    host: str  # as httpx sends it (IDNA-encoded, IPv6 without brackets), lower case
+    port: int
+    addresses: tuple[str, ...]
+
+
+_PIN: ContextVar[Pin | None] = ContextVar("newsmon_http_pin", default=None)
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to an address the SSRF check accepted for this request, never to a second DNS answer.
+
+    httpcore still hands the TLS layer the host name, so SNI and certificate verification are for the name,
+    and the Host header is the name too: only the TCP destination is fixed.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+                          ) -> httpcore.AsyncNetworkStream:
+        pin = _PIN.get()
+        if pin is None or (host.lower(), port) != (pin.host, pin.port):
+            raise httpcore.ConnectError(f"no checked address for {host}:{port}; refused")
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for addr in pin.addresses:  # every one was checked; the next is tried when one refuses
+            try:
+                return await self._inner.connect_tcp(addr, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not used")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport (TLS settings, SSL_CERT_FILE, limits) over a connection pool on `PinnedBackend`.
+
+    Environment proxies are not used: a proxy would resolve the name again, after the check.
+    """
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=PinnedBackend())
+
+
+def _net(text: str) -> Network:
+    return ipaddress.ip_network(text)
+
+
+# Cloud metadata and other link-local services: refused even with allow_private_networks, unless the address
+# itself is listed in allow_hosts. Link-local (169.254/16, fe80::/10; AWS, GCP, Azure, Oracle, DigitalOcean
+# at 169.254.169.254, Tencent at 169.254.0.23), Alibaba's 100.100.100.200, AWS's and GCP's IPv6 metadata
+# servers, and Azure's platform address 168.63.129.16.
+METADATA = tuple(_net(n) for n in ("169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128",
+                                   "fd20:ce::254/128", "168.63.129.16/32"))
+# Not globally reachable, though Python's is_global (3.11-3.13 differ) says so for some or all of them:
+# IETF protocol assignments (192.0.0.0/24, 2001::/23 whole), the retired 6to4 relay anycast, IPv6
+# documentation (3fff::/20).
+_NOT_GLOBAL = tuple(_net(n) for n in ("192.0.0.0/24", "192.88.99.0/24", "2001::/23", "3fff::/20"))
+_GLOBAL_UNICAST = _net("2000::/3")  # every globally routed IPv6 address is in here
+_NAT64 = _net("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 address in the last 32 bits
+_NAT64_LOCAL = _net("64:ff9b:1::/48")  # RFC 8215 local-use: the operator picks the prefix length
+_COMPATIBLE = _net("::/96")  # deprecated IPv4-compatible ::a.b.c.d
+_TRANSLATED = _net("::ffff:0:0:0/96")  # SIIT IPv4-translated ::ffff:0:a.b.c.d
+
+
+def _bits(n: int, start: int, end: int) -> int:
+    """Bits start..end-1 of a 128-bit number, counted from the most significant."""
+    return (n >> (128 - end)) & ((1 << (end - start)) - 1)
+
+
+def _rfc6052(n: int, prefix_len: int) -> ipaddress.IPv4Address:
+    """The IPv4 address that RFC 6052 puts after a prefix of this length (bits 64-71 are skipped)."""
+    if prefix_len == 96:
+        return ipaddress.IPv4Address(n & 0xFFFFFFFF)
+    head = 64 - prefix_len  # bits of the IPv4 address before the skipped octet
+    return ipaddress.IPv4Address(_bits(n, prefix_len, 64) << (32 - head) | _bits(n, 72, 72 + 32 - head))
+
+
+def embedded_ipv4(addr: Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address carries: mapped, compatible, translated, 6to4, Teredo (server and
+    client) and NAT64 (well-known /96; local-use 64:ff9b:1::/48 at each RFC 6052 prefix length it allows)."""
+    if isinstance(addr, ipaddress.IPv4Address):
+        return []
+    n, low = int(addr), ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    found = [a for a in (addr.ipv4_mapped, addr.sixtofour) if a is not None]
+    found += list(addr.teredo or ())
+    if addr in _COMPATIBLE or addr in _TRANSLATED or addr in _NAT64:
+        found.append(low)
+    if addr in _NAT64_LOCAL:
+        found += [_rfc6052(n, plen) for plen in (48, 56, 64, 96)]
+    return found
+
+
+def is_public(addr: Address) -> bool:
+    """Globally reachable unicast only, judged on the address and on every IPv4 address it embeds."""
+    if not addr.is_global or addr.is_multicast or any(addr in net for net in _NOT_GLOBAL):
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and not (addr in _GLOBAL_UNICAST or addr in _NAT64):
+        return False  # site-local fec0::/10, ::a.b.c.d, ::ffff:0:a.b.c.d, 5f00::/16 and the rest of ::/8
+    return all(is_public(inner) for inner in embedded_ipv4(addr))
+
+
+def is_metadata(addr: Address) -> bool:
+    """A link-local or cloud metadata address, directly or embedded in an IPv6 address."""
+    return any(a in net for a in (addr, *embedded_ipv4(addr)) for net in METADATA if a.version == net.version)
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which resolved addresses may be fetched: public ones; private ones with allow_private_networks;
+    the hosts and networks in allow_hosts; metadata addresses only when an allow_hosts network holds them."""
+
+    allow_private: bool = False
+    names: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings) -> AddressPolicy:
+        return cls.build(settings.allow_private_networks, settings.allow_hosts)
+
+    @classmethod
+    def build(cls, allow_private: bool, allow_hosts: Sequence[str] = ()) -> AddressPolicy:
+        names: set[str] = set()
+        networks: list[Network] = []
+        for entry in allow_hosts:
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                names |= _name_forms(entry)
+        return cls(allow_private, frozenset(names), tuple(networks))
+
+    def refusal(self, host: str, addr: Address) -> str | None:
+        """Why `host` (as written or IDNA-encoded) may not be fetched at `addr`, or None when it may."""
+        judged = (addr, *([addr.ipv4_mapped] if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped
+                          else []))
+        if any(a in net for a in judged for net in self.networks if a.version == net.version):
+            return None
+        if is_metadata(addr):
+            return (f"host resolves to link-local or cloud metadata address {addr}; refused before any request, "
+                    "also with allow_private_networks (list the address in [http] allow_hosts to allow it)")
+        if is_public(addr):
+            return None
+        if (self.allow_private or _name_forms(host) & self.names) and not addr.is_multicast:
+            return None
+        return (f"host resolves to non-public address {addr}; refused before any request "
+                "(list the host or its network in [http] allow_hosts to allow it)")
+
+
+def _name_forms(host: str) -> set[str]:
+    """A host name in lower case as written and IDNA-encoded (either may appear in a URL or the config)."""
+    name = host.strip().lower().rstrip(".")
+    try:
+        return {name, name.encode("idna").decode("ascii")}
+    except UnicodeError:
+        return {name}
+
+
+async def check_url(url: str, *, allow_private: bool = False, allow_hosts: Sequence[str] = (),
+                    resolver: Resolver | None = None, policy: AddressPolicy | None = None) -> Pin:
+    """Refuse non-http(s) schemes and hosts with any address the policy refuses; returns the checked
+    addresses, the only ones a request for `url` may connect to."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
-    except ValueError as exc:
+        wire_host = httpx.URL(url).raw_host.decode("ascii").lower() if host else ""
+    except (ValueError, httpx.InvalidURL, UnicodeError) as exc:
         raise FetchError(f"malformed URL ({exc}); fix the link or the config", url=url) from None
     if parts.scheme not in ("http", "https") or not host:
         raise BlockedURLError("only http:// and https:// URLs are fetched", url=url)
-    if allow_private:
-        return
+    port = port or (443 if parts.scheme == "https" else 80)
+    policy = policy or AddressPolicy.build(allow_private, allow_hosts)
+    addrs = await _resolve(wire_host, port, url, resolver or _resolver[-1])
+    for addr in addrs:
+        why = policy.refusal(host, addr)
+        if why:
+            raise BlockedURLError(why, url=url)
+    return Pin(wire_host, port, tuple(str(a) for a in addrs))
+
+
+async def _resolve(host: str, port: int, url: str, resolver: Resolver) -> list[Address]:
+    """An IP literal as it is; a name through the resolver (every answer is checked, none may be refused)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        answers = await resolver(host, port)
+        addrs = [ipaddress.ip_address(a.split("%", 1)[0]) for a in answers]
+    except (OSError, UnicodeError, ValueError) as exc:
         raise FetchError(f"cannot resolve host {host!r} ({exc}); check the URL", url=url) from exc
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if not is_public(addr):
-            raise BlockedURLError(
-                f"host resolves to non-public address {addr}; refused before any request "
-                "(set [http] allow_private_networks = true to allow it)", url=url)
-
-
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Global unicast only; IPv6 forms that embed an IPv4 address (6to4, Teredo, NAT64) are judged by it."""
-    if not addr.is_global or addr.is_multicast:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address):
-        inner = addr.sixtofour or (addr.teredo[1] if addr.teredo else None) or (
-            ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF) if addr in NAT64 else None)
-        return inner is None or is_public(inner)
-    return True
+    if not addrs:
+        raise FetchError(f"cannot resolve host {host!r} (no address); check the URL", url=url)
+    return addrs
 
 
 def describe_failure(exc: Exception, host: str | None) -> str:

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from itertools import zip_longest
 from urllib.parse import urlsplit
 
+from extractors.budget import LeftForLater, PageBudget
 from extractors.http import Fetcher
+from extractors.lifeline import safe_children
 from extractors.rawpages import unpack
 from extractors.summary import from_feed
-from extractors.worker import PageOutcome, extract_page, warm_up
+from extractors.worker import PageOutcome, extract_page, pool_worker_init, warm_up
 from newsmon.config import HttpSettings
 from newsmon.errors import ExtractionError, FetchError
 from newsmon.records import Article, Entry, ExtractedText, RawPage
@@ -28,26 +31,32 @@ POOL_MIN_PAGES = 8  # below this a process pool costs more than it saves
 
 @dataclass(frozen=True)
 class Fetched:
-    """One batch of pages: articles (entry order), pages that fell back (feed_url, url, error), raw pages."""
+    """One batch of pages: articles (entry order), pages that fell back (feed_url, url, error), raw pages, and
+    the entries whose pages were not fetched because their host or the run had used its time budget (with the
+    reason): they make no article, and the next run fetches them (extractors.budget)."""
 
     articles: list[Article]
     errors: list[tuple[str, str, str]]
     raw_pages: list[RawPage]
+    left: list[tuple[Entry, str]] = field(default_factory=list)
 
 
 def fetch_articles(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings, *,
                    now: datetime, workers: int | None = None, keep_raw: bool = False,
-                   on_page: Callable[[], None] | None = None, pool: Executor | None = None) -> Fetched:
+                   on_page: Callable[[], None] | None = None, pool: Executor | None = None,
+                   budget: PageBudget | None = None) -> Fetched:
     """Fetch and extract the pages of `entries`; with keep_raw, also their compressed bodies.
 
     `pool` is an `extraction_pool` shared by several calls (a run's batches); without one, a pool sized to
     this call is started and stopped. `on_page` is called once per finished page (progress display).
+    `budget` is the run's time budget for pages, shared by its batches (one from `settings` when None).
     """
     tick = on_page or (lambda: None)
+    budget = budget or PageBudget.from_settings(settings)
     if pool is not None:
-        return asyncio.run(_fetch_all(entries, feed_names, settings, now, pool, keep_raw, tick))
+        return asyncio.run(_fetch_all(entries, feed_names, settings, now, pool, keep_raw, tick, budget))
     with extraction_pool(len(entries), workers or default_workers()) as own:
-        return asyncio.run(_fetch_all(entries, feed_names, settings, now, own, keep_raw, tick))
+        return asyncio.run(_fetch_all(entries, feed_names, settings, now, own, keep_raw, tick, budget))
 
 
 @contextmanager
@@ -56,6 +65,8 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
 
     Workers are forks of a forkserver that has imported trafilatura and loaded the language model
     (extractors.preload), so a pool starts in well under a second and its workers share that memory.
+    The forkserver imports nothing from the working folder, and it and its workers end when this process
+    ends, SIGKILLed or not (extractors.lifeline).
     `preload` names further modules the forkserver imports first (code the caller will run in the pool).
     """
     if pages < POOL_MIN_PAGES or workers < 2:
@@ -64,7 +75,9 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["extractors.preload", *preload])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm_up) as ex:
+    with safe_children():  # started as `python -c`: nothing from the working folder on its path
+        multiprocessing.forkserver.ensure_running()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=pool_worker_init) as ex:
         # Start the workers now: started lazily, the first submit blocks the event loop while the forkserver
         # imports trafilatura, and every fetch in flight then loses that time from its deadline.
         for started in [ex.submit(int) for _ in range(workers)]:
@@ -73,12 +86,13 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
 
 
 async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings,
-                     now: datetime, pool: Executor, keep_raw: bool, on_page: Callable[[], None]) -> Fetched:
+                     now: datetime, pool: Executor, keep_raw: bool, on_page: Callable[[], None],
+                     budget: PageBudget) -> Fetched:
     in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * default_workers())
 
     async def one(fetcher: Fetcher, pool: Executor,
-                  entry: Entry) -> tuple[ExtractedText, str | None, RawPage | None]:
-        result = await _one(fetcher, pool, in_flight, entry, settings, keep_raw, now)
+                  entry: Entry) -> tuple[ExtractedText | None, str | None, RawPage | None]:
+        result = await _one(fetcher, pool, in_flight, entry, settings, keep_raw, now, budget)
         on_page()
         return result
 
@@ -88,6 +102,9 @@ async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], se
     done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
     out = Fetched([], [], [])
     for entry, (ext, err, raw) in zip(entries, done, strict=True):
+        if ext is None:  # not fetched: left for the next run
+            out.left.append((entry, err or "left for the next run"))
+            continue
         out.articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), now))
         if err:
             out.errors.append((entry.feed_url, entry.link, err))
@@ -113,13 +130,16 @@ def host_round_robin(entries: Sequence[Entry]) -> list[int]:
 
 
 async def _one(fetcher: Fetcher, pool: Executor, in_flight: asyncio.Semaphore, entry: Entry,
-               settings: HttpSettings, keep_raw: bool,
-               now: datetime) -> tuple[ExtractedText, str | None, RawPage | None]:
+               settings: HttpSettings, keep_raw: bool, now: datetime,
+               budget: PageBudget) -> tuple[ExtractedText | None, str | None, RawPage | None]:
+    """(text, error, raw page) of one entry; no text (None) when its page was left for the next run."""
     if not entry.link:
         return await _fallback(pool, entry, "the entry has no link"), None, None
     async with in_flight:  # a page's bytes live only inside this block
         try:
-            resp = await fetcher.get(entry.link, max_bytes=settings.max_page_bytes)
+            resp = await fetcher.get(entry.link, max_bytes=settings.max_page_bytes, budget=budget)
+        except LeftForLater as exc:
+            return None, exc.reason, None
         except FetchError as exc:
             return await _fallback(pool, entry, str(exc)), str(exc), None
         job = partial(extract_page, resp.body, resp.final_url, resp.content_type, resp.charset,

@@ -3,13 +3,24 @@
 Every worker is a fork of that process, so what is loaded here (trafilatura, lxml, the language model) is
 loaded once and shared copy-on-write instead of once per worker and per pool (the model alone took ~0.6 s of
 CPU per worker). ``gc.freeze`` keeps the collector from touching (and so copying) those shared objects.
+
+The forkserver is started as `python -c`: the working folder ('') would come first on its import path. The pool
+starts it with PYTHONSAFEPATH=1 (extractors.lifeline); should that be ignored (a parent run with -E), '' is
+dropped here before anything else is imported. The forkserver also exits when the run that started it ends,
+and its workers with it (extractors.lifeline), so a SIGKILLed run leaves no pool behind.
 """
 
 from __future__ import annotations
 
-import gc
+import sys
 
-from extractors.worker import warm_up
+sys.path[:] = [p for p in sys.path if p != ""]
 
+import gc  # noqa: E402
+
+from extractors.lifeline import mark_forkserver  # noqa: E402
+from extractors.worker import warm_up  # noqa: E402
+
+mark_forkserver()
 warm_up()
 gc.freeze()

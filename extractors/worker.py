@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from extractors.language import detect_language
+from extractors.lifeline import tie_pool_worker
 from extractors.rawpages import pack
 from newsmon.errors import ExtractionError
 from newsmon.records import ExtractedText
@@ -31,6 +32,12 @@ def warm_up() -> None:
     import extractors.articles  # noqa: F401
 
     detect_language("This sentence is long enough for the language detector to load its model.")
+
+
+def pool_worker_init() -> None:
+    """The process pool's initializer: tie the worker to the forkserver (it dies with the run), then warm up."""
+    tie_pool_worker()
+    warm_up()
 
 
 def extract_page(body: bytes, url: str, content_type: str | None, charset: str | None,

@@ -7,24 +7,26 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from extractors.lifeline import end_with_serve
 from flows.report import alert_on_failure
 from newsmon.alerts.digest import send_digest
 from newsmon.alerts.notify import AppriseNotifier
-from newsmon.config import load_settings
+from newsmon.config import load_settings, resolve_config_path
 from warehouse import open_warehouse
 
 
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    cfg = str(flow_run.parameters.get("config", "newsmon.toml"))
+    cfg = str(resolve_config_path(flow_run.parameters.get("config")))
     return f"digest-{cfg.rsplit('/', 1)[-1].removesuffix('.toml')}-{datetime.now(UTC):%Y%m%d-%H%M}"
 
 
 @flow(name="daily-digest", flow_run_name=_run_name, log_prints=False, on_failure=[alert_on_failure])
-def daily_digest(config: str = "newsmon.toml", hours: float = 24.0) -> dict[str, Any]:
+def daily_digest(config: str | None = None, hours: float = 24.0) -> dict[str, Any]:
     """Send the digest of the last `hours` of matches (HTML for email, Markdown for chat) to every channel
     routed for digests. Sent at most once per channel and period, however often it runs."""
+    end_with_serve()
     settings = load_settings(config)
     now = datetime.now(UTC)
     wh = open_warehouse(settings.warehouse)

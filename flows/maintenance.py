@@ -8,9 +8,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 
+from extractors.lifeline import end_with_serve
 from flows.report import alert_on_failure
 from flows.tasks import deliver_task, signals_task
-from newsmon.config import load_settings
+from newsmon.config import load_settings, resolve_config_path
 from newsmon.report import build_report
 from warehouse import open_reader, open_warehouse
 
@@ -18,16 +19,17 @@ from warehouse import open_reader, open_warehouse
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    cfg = str(flow_run.parameters.get("config", "newsmon.toml"))
+    cfg = str(resolve_config_path(flow_run.parameters.get("config")))
     return f"maintenance-{cfg.rsplit('/', 1)[-1].removesuffix('.toml')}-{datetime.now(UTC):%Y%m%d-%H%M}"
 
 
 @flow(name="maintenance", flow_run_name=_run_name, log_prints=False, on_failure=[alert_on_failure])
-def maintenance(config: str = "newsmon.toml", report_days: float = 7.0) -> dict[str, Any]:
+def maintenance(config: str | None = None, report_days: float = 7.0) -> dict[str, Any]:
     """Queue and send feed-health and spike alerts, compact the lake (merge small files, expire snapshots
     older than a week, delete unreferenced files), export every table to
     Parquet (`export/` next to the warehouse, partitioned by day), and rewrite the HTML report
     (`report.html` next to the warehouse, linked from the run as an artifact)."""
+    end_with_serve()
     settings = load_settings(config)
     logger = get_run_logger()
     now = datetime.now(UTC)

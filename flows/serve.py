@@ -2,7 +2,8 @@
 
 Prefect's temporary in-process API runs no scheduler service, so deployments served against it are
 registered but never run. Without PREFECT_API_URL, `newsmon serve` therefore starts a local
-`prefect server start` on 127.0.0.1 for as long as it serves, and stops it on exit.
+`prefect server start` on 127.0.0.1 for as long as it serves, and stops it on exit; the kernel stops it
+if serve is killed (extractors.lifeline).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +25,9 @@ from prefect import serve as prefect_serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Interval
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.types.entrypoint import EntrypointType
 
+from extractors.lifeline import SERVE_PID, child_env, die_with_parent_hook, safe_children
 from flows.digest import daily_digest
 from flows.maintenance import maintenance
 from flows.poll import poll_feeds
@@ -40,25 +44,47 @@ def deployments(settings: Settings) -> list[Any]:
     params = {"config": str(settings.source)}
     poll_schedule = (Cron(sched.cron, timezone=sched.timezone) if sched.cron
                      else Interval(timedelta(minutes=sched.interval_minutes)))
+    by_module = EntrypointType.MODULE_PATH  # imported as installed, never as a file relative to the working folder
     return [
         poll_feeds.to_deployment(name="newsmon-poll", schedule=poll_schedule, parameters=params,
-                                 concurrency_limit=ONE_AT_A_TIME, description=poll_feeds.__doc__),
+                                 concurrency_limit=ONE_AT_A_TIME, description=poll_feeds.__doc__,
+                                 entrypoint_type=by_module),
         daily_digest.to_deployment(name="newsmon-digest", schedule=Cron(sched.digest_cron, timezone=sched.timezone),
-                                   parameters=params, description=daily_digest.__doc__),
+                                   parameters=params, description=daily_digest.__doc__, entrypoint_type=by_module),
         maintenance.to_deployment(name="newsmon-maintenance",
                                   schedule=Cron(sched.maintenance_cron, timezone=sched.timezone),
-                                  parameters=params, description=maintenance.__doc__),
+                                  parameters=params, description=maintenance.__doc__, entrypoint_type=by_module),
     ]
 
 
 def serve(settings: Settings) -> None:
     """Serve all three until Ctrl-C / SIGTERM; a run in progress is cancelled by Prefect and its work is
     safe: nothing of a run is stored until its single transaction commits."""
-    with prefect_api() as (api, own):
+    with safe_children(), flow_run_surroundings(), prefect_api() as (api, own):
         how = "started for this serve" if own else "from PREFECT_API_URL"
         print(f"newsmon serve: {settings.source}: poll, digest and maintenance schedules; Prefect UI at "
               f"{api.removesuffix('/api')} ({how}). Ctrl-C stops.", flush=True)
         prefect_serve(*deployments(settings), print_starting_message=False)
+
+
+@contextmanager
+def flow_run_surroundings() -> Iterator[None]:
+    """What the flow-run processes Prefect starts for serve (`python -m prefect.engine`) inherit: an empty
+    working folder of their own, and serve's PID.
+
+    They start in serve's working folder and put it first on their import path while they import the flow
+    (prefect.utilities.importtools.load_module): a `flows/` or `extractors/` there would be run instead of
+    ours. Every path in the config is absolute by then, so serve runs from an empty folder. With serve's PID
+    in NEWSMON_SERVE_PID, a flow run ends when serve does (extractors.lifeline.end_with_serve)."""
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="newsmon-serve-") as empty:
+        os.chdir(empty)
+        os.environ[SERVE_PID] = str(os.getpid())
+        try:
+            yield
+        finally:
+            os.environ.pop(SERVE_PID, None)
+            os.chdir(before)
 
 
 @contextmanager
@@ -72,9 +98,11 @@ def prefect_api(startup_s: float = 120.0) -> Iterator[tuple[str, bool]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     api = f"http://127.0.0.1:{port}/api"
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    # -P and PYTHONSAFEPATH: nothing from the working folder on its import path (nor its children's); the
+    # lifeline: the kernel kills it when serve ends, SIGKILLed or not (extractors.lifeline).
+    server = subprocess.Popen([sys.executable, "-P", "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, env=child_env(), preexec_fn=die_with_parent_hook())
     try:
         _wait_healthy(api, server, startup_s)
         os.environ["PREFECT_API_URL"] = api  # flow-run processes started by serve inherit it

@@ -6,19 +6,22 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.utilities.annotations import quote
 
 from extractors import pages, poller
+from extractors.budget import PageBudget
 from flows import progress
 from flows.derive import Signature, tag_and_sign
 from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.deliver import DeliveryReport, deliver_pending, queue_signals
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
+from newsmon.errors import disk_full
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from warehouse import StoreReport, Warehouse
 from warehouse.store import RunStore
@@ -49,10 +52,11 @@ def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: 
 @task(name="fetch-extract", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: HttpSettings,
                  now: datetime, keep_raw: bool = False, tick: Callable[[], None] | None = None,
-                 pool: Executor | None = None) -> pages.Fetched:
+                 pool: Executor | None = None, budget: PageBudget | None = None) -> pages.Fetched:
     """Fetch and extract one batch of new entries' pages (and pack their bodies when raw pages are kept),
-    in the run's extraction pool when given one."""
-    return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick, pool=pool)
+    in the run's extraction pool when given one, within the run's time budget for pages."""
+    return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick, pool=pool,
+                                budget=budget)
 
 
 @task(name="tag", cache_policy=NO_CACHE)
@@ -62,7 +66,14 @@ def tag_task(articles: Sequence[Article], rules: Sequence[Path],
     return tag_and_sign(articles, rules, pool)
 
 
-@task(name="store", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def worth_retrying(task: object, task_run: object, state: State[Any]) -> bool:
+    """Retry a failed store (a database locked for a moment), unless the disk is full or the warehouse is
+    damaged: the same write would fail again, 10 s later each time."""
+    exc = state.result(raise_on_failure=False)
+    return not (isinstance(exc, BaseException) and (disk_full(exc) or "warehouse is damaged" in str(exc)))
+
+
+@task(name="store", retries=2, retry_delay_seconds=10, retry_condition_fn=worth_retrying, cache_policy=NO_CACHE)
 def store_task(runs: RunStore, batch: RunBatch, finished_at: datetime) -> StoreReport:
     """Claim the run's stories and alerts in the state database, write its records to the lake in one commit,
     then release its alerts for delivery (warehouse/store.py)."""

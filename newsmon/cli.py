@@ -11,9 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from extractors.lifeline import safe_children
 from newsmon import __version__
 from newsmon.config import ENV_CONFIG, Settings, append_feeds, default_config_text, load_settings, resolve_config_path
-from newsmon.errors import ConfigError, NewsmonError, RulesError, StorageError
+from newsmon.errors import (
+    DISK_FULL_ADVICE,
+    ConfigError,
+    NewsmonError,
+    RulesError,
+    StorageError,
+    disk_full,
+    out_of_space,
+)
 
 EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
 
@@ -26,25 +35,54 @@ Configuration: --config PATH, else $NEWSMON_CONFIG, else ./newsmon.toml (`newsmo
 Environment: NEWSMON_ALERT_URLS replaces [alerts] urls; ${VAR} in an alert URL is read from the
 environment; NEWSMON_WAREHOUSE replaces [warehouse] path.
 
-Exit codes: 0 ok, 1 every feed failed, 2 configuration error, 3 warehouse error."""
+Exit codes: 0 ok, 1 every feed failed (doctor: a part is not reachable), 2 configuration error,
+3 warehouse error."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with safe_children():  # no process it starts imports from the working folder (extractors.lifeline)
+            return int(args.func(args))
     except (ConfigError, RulesError) as exc:
-        print(f"newsmon: configuration error: {exc}", file=sys.stderr)
+        print(f"newsmon: configuration error: {shown(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except StorageError as exc:
-        print(f"newsmon: warehouse error: {exc}", file=sys.stderr)
+        said = shown(exc)
+        if disk_full(exc) or warehouse_out_of_space(args):  # one line, whatever the database's message spans
+            said = "; ".join(ln.strip() for ln in said.splitlines() if ln.strip()) + DISK_FULL_ADVICE
+        print(f"newsmon: warehouse error: {said}", file=sys.stderr)
         return EXIT_WAREHOUSE
     except NewsmonError as exc:
-        print(f"newsmon: {exc}", file=sys.stderr)
+        print(f"newsmon: {shown(exc)}", file=sys.stderr)
         return EXIT_FEEDS_FAILED
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        print(f"newsmon: {exc.filename or 'a file'}: {exc.strerror}{DISK_FULL_ADVICE}", file=sys.stderr)
+        return EXIT_WAREHOUSE
     except KeyboardInterrupt:
         return 130
+
+
+def warehouse_out_of_space(args: argparse.Namespace) -> bool:
+    """Whether a folder of the command's warehouse (state database, catalog, data) is out of space: SQLite says
+    only "disk I/O error" when it cannot grow its shared-memory file on a full disk."""
+    try:
+        wh = load_settings(getattr(args, "config", None)).warehouse
+    except NewsmonError:
+        return False
+    local = [t for t in (wh.state_target, wh.catalog_target) if "://" not in t and not t.startswith("postgres")]
+    return out_of_space(*local, wh.data_folder)
+
+
+def shown(exc: BaseException) -> str:
+    """An error's message for the terminal: outside text in it (a feed's name, a server's header, a title) shows
+    its control characters as visible escapes."""
+    from newsmon.console import printable
+
+    return printable(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,10 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
                 "update changed articles and re-tag them.", cmd_reextract)
     reext.add_argument("--since", type=since_date, metavar="DATE",
                        help="only stories published (else fetched) on or after DATE (YYYY-MM-DD or ISO time)")
+    _scale_commands(cmd)
     init = cmd("init", "Write a commented default configuration file.", cmd_init, config=False)
     init.add_argument("path", nargs="?", default="newsmon.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     return p
+
+
+def _scale_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    """`shards` and `doctor`: splitting the feed list for several workers, and checking what a config reaches."""
+    shards = cmd("shards", "Split the feed list into N shard configs by site (every feed of one site in one "
+                 "shard, so per-host politeness holds across shards); each shard shares [warehouse] and [alerts]. "
+                 "Sites keep the shard an earlier run gave them; prints shard, hosts, feeds.", cmd_shards)
+    shards.add_argument("n", metavar="N", type=_shard_count, help="how many shards (1 or more)")
+    shards.add_argument("--out", default="shards", metavar="DIR",
+                        help="folder for shard-1.toml .. shard-N.toml (default: ./shards)")
+    shards.add_argument("--deployments", action="store_true", help="also write DIR/prefect.yaml: one poll "
+                        "deployment per shard for the `newsmon` work pool (prefect deploy --all --prefect-file ...)")
+    shards.add_argument("--rebalance", action="store_true",
+                        help="deal every site afresh instead of keeping the shards of DIR's earlier configs")
+    cmd("doctor", "Say what the config points at (state database, lake catalog, data path, Prefect API, alert "
+        "channels) and whether each is reachable, one line each; changes and sends nothing. Exit 0 when all are "
+        "OK, 1 when any is not, 2 when the config cannot be read.", cmd_doctor)
 
 
 def prefect_env(verbose: bool = True) -> None:
@@ -131,15 +187,19 @@ def prefect_env(verbose: bool = True) -> None:
 
 
 def run_once(config: Path, *, verbose: bool = False, show_progress: bool = False) -> dict[str, Any]:
-    load_settings(config)  # fail fast on a bad config, before Prefect starts
+    from newsmon.alerts.notify import url_problem
+
+    load_settings(config, check_url=url_problem)  # fail fast on a bad config or alert URL, before Prefect starts
     prefect_env(verbose)
     from flows import progress
+    from flows.ephemeral import start_tied_api
     from flows.poll import poll_feeds
     from newsmon.console import live_progress
 
     with live_progress(show_progress) as reporter:
         progress.set_reporter(reporter)
         try:
+            start_tied_api()  # Prefect's temporary API server (no PREFECT_API_URL) dies with this process
             return poll_feeds(config=str(config.resolve()))
         finally:
             progress.set_reporter(None)
@@ -150,7 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     interactive = sys.stderr.isatty() and not (args.quiet or args.json or args.verbose)
     summary = run_once(path, verbose=args.verbose, show_progress=interactive)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
+        from newsmon.console import json_text
+
+        print(json_text(summary))
     elif not args.quiet or summary.get("failed_feeds") or summary.get("skipped"):
         from newsmon.console import print_summary
 
@@ -164,8 +226,10 @@ def run_exit_code(summary: dict[str, Any]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from newsmon.alerts.notify import url_problem
+
     path = resolve_config_path(args.config)
-    settings = load_settings(path)
+    settings = load_settings(path, check_url=url_problem)
     prefect_env()
     from flows.serve import serve
 
@@ -231,7 +295,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.query:
         raise ConfigError('newsmon sql needs a query, e.g. newsmon sql "SELECT count(*) FROM articles", or --attach')
-    cols, rows = _open_read_only(args).query(args.query)
+    from warehouse import open_sql_session
+
+    session = open_sql_session(load_settings(args.config).warehouse)
+    try:
+        cols, rows = session.query(args.query)
+    finally:
+        session.close()
     print_rows(cols, rows, args.format)
     return EXIT_OK
 
@@ -254,10 +324,10 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from newsmon.alerts.digest import build_digest, send_digest
-    from newsmon.alerts.notify import AppriseNotifier
+    from newsmon.alerts.notify import AppriseNotifier, url_problem
     from warehouse import open_warehouse
 
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, check_url=url_problem if args.send else None)
     now = datetime.now(UTC)
     if not args.send:
         digest = build_digest(_open_read_only(args), since=args.since, now=now)
@@ -325,7 +395,7 @@ def _feeds_add(path: Path, settings: Settings, url: str) -> int:
 
     feed = discover_feed(url, settings.http)
     added = append_feeds(path, [feed])
-    print(f"added {feed.name!r} {feed.url} to {path}" if added else f"{feed.url} is already in {path}")
+    print(f"added {added[0].name!r} {feed.url} to {path}" if added else f"{feed.url} is already in {path}")
     return EXIT_OK
 
 
@@ -368,7 +438,7 @@ def _maintenance(args: argparse.Namespace, job: Any) -> int:
     settings = load_settings(resolve_config_path(args.config))
     watchlists = load_watchlists(list(settings.tagging.rules))
     if not location(settings.warehouse).exists() and not settings.warehouse.path.exists():
-        raise StorageError(f"{settings.warehouse.catalog_target}: no warehouse here yet; run `newsmon run` first")
+        raise StorageError(f"{settings.warehouse.catalog_shown}: no warehouse here yet; run `newsmon run` first")
     wh = open_warehouse(settings.warehouse)
     try:
         report = job(wh, watchlists)
@@ -402,11 +472,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     old = legacy_file(settings)
     if old is None:
         print(f"nothing to migrate: {settings.path} is not a single-file DuckDB warehouse "
-              f"(the warehouse is {settings.catalog_target} with data in {settings.data_folder})")
+              f"(the warehouse is {settings.catalog_shown} with data in {settings.data_folder})")
         return EXIT_OK
     open_warehouse(settings).close()
-    print(f"migrated {old} into {settings.catalog_target} (data in {settings.data_folder}/) and "
-          f"{settings.state_path}; the old file is kept as {old.name}{MIGRATED_SUFFIX}")
+    print(f"migrated {old} into {settings.catalog_shown} (data in {settings.data_folder}/) and "
+          f"{settings.state_shown}; the old file is kept as {old.name}{MIGRATED_SUFFIX}")
     return EXIT_OK
 
 
@@ -417,6 +487,92 @@ def cmd_init(args: argparse.Namespace) -> int:
     path.write_text(default_config_text(), encoding="utf-8")
     print(f"wrote {path}; edit [[feeds]] and [alerts] urls, then run `newsmon run --config {path}`")
     return EXIT_OK
+
+
+def _shard_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of shards must be a whole number, 1 or more")
+    return n
+
+
+SHARD_FILE = "shard-{}.toml"
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    from extractors.shards import assign, sites_by_shard
+    from newsmon.config import write_derived_config
+    from newsmon.console import print_rows
+
+    settings = load_settings(resolve_config_path(args.config))
+    out = Path(args.out).resolve()
+    before, same_n = _earlier_shards(out, args.n)
+    shards = assign(settings.feeds, args.n, before if same_n and not args.rebalance else None)
+    command = f"newsmon shards {args.n}"
+    configs = []
+    for s in shards:
+        path = out / SHARD_FILE.format(s.number)
+        write_derived_config(settings.source, path, s.feeds, [
+            f"newsmon shard {s.number} of {args.n}: written by `{command}` from {settings.source}.",
+            "Edit the main config and run the command again rather than this file (sites keep their shard).",
+            f"Sites: {', '.join(s.sites) or '(none)'}"])
+        configs.append((s.number, path))
+    for stale in sorted(out.glob(SHARD_FILE.format("*"))):
+        number = stale.stem.removeprefix("shard-")
+        if number.isdigit() and int(number) > args.n:
+            stale.unlink()
+            print(f"removed {stale} (shard {number} of an earlier split): delete its deployment too, "
+                  f"prefect deployment delete poll-feeds/newsmon-poll-shard-{number}")
+    print_rows(["shard", "hosts", "feeds", "config"],
+               [(s.number, len(s.sites), len(s.feeds), str(p)) for s, (_, p) in zip(shards, configs, strict=True)],
+               "table")
+    now = sites_by_shard(shards)
+    moved = sum(1 for site, k in now.items() if site in before and before[site] != k)
+    new = sum(1 for site in now if site not in before)
+    print(f"{len(now)} hosts, {len(settings.feeds)} feeds in {args.n} shards" + (
+        f"; against the earlier shards in {out}: {new} new hosts placed, {moved} moved" if before else ""))
+    if moved:
+        print("a moved host is polled by its new shard from that shard's next run (a run in progress finishes "
+              "with the old list); with a new N, deploy DIR/prefect.yaml again")
+    if args.deployments or (out / "prefect.yaml").exists():
+        from flows.deployments import shard_deployments_yaml
+
+        yaml_path = out / "prefect.yaml"
+        yaml_path.write_text(shard_deployments_yaml(configs, settings.schedule, source=settings.source,
+                                                    command=f"{command} --deployments"), encoding="utf-8")
+        print(f"wrote {yaml_path}: prefect --no-prompt deploy --all --prefect-file {yaml_path}")
+    return EXIT_OK
+
+
+def _earlier_shards(out: Path, n: int) -> tuple[dict[str, int], bool]:
+    """Site -> shard of the shard configs an earlier `newsmon shards` wrote in `out` (shard-1.toml on), and
+    whether they were N shards."""
+    from extractors.shards import site_of
+
+    paths: list[Path] = []
+    while (path := out / SHARD_FILE.format(len(paths) + 1)).exists():
+        paths.append(path)
+    earlier = {site_of(f.url): k for k, p in enumerate(paths, 1) for f in load_settings(p).feeds}
+    return earlier, len(paths) == n
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from flows.doctor import diagnose
+    from newsmon.console import printable
+
+    path = resolve_config_path(args.config)
+    settings = load_settings(path)
+    print(printable(f"newsmon doctor: {settings.source} ({len(settings.feeds)} feeds)"))
+    parts = diagnose(settings)
+    width = max(len(p.name) for p in parts)
+    for p in parts:
+        print(printable(f"{'OK' if p.ok else 'FAIL':<4}  {p.name:<{width}}  {p.target}: {p.probe.detail}"))
+    failed = sum(1 for p in parts if not p.ok)
+    print(f"{failed} of {len(parts)} parts FAIL" if failed else f"all {len(parts)} parts OK")
+    return EXIT_FEEDS_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ class HttpSettings:
     max_entries_per_feed: int = 500
     backoff_base_minutes: float = 5.0
     backoff_cap_hours: float = 6.0
+    host_budget_s: float = 60.0  # seconds one host's article pages may keep a run waiting (extractors.budget)
+    run_budget_s: float = 600.0  # seconds a run's article pages may take in all; the rest waits for the next run
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
         max_entries_per_feed=int(v.number(http, "http", "max_entries_per_feed", d.max_entries_per_feed, minimum=1)),
         backoff_base_minutes=v.number(http, "http", "backoff_base_minutes", d.backoff_base_minutes, minimum=0.1),
         backoff_cap_hours=v.number(http, "http", "backoff_cap_hours", d.backoff_cap_hours, minimum=0.1),
+        host_budget_s=v.number(http, "http", "host_budget_s", d.host_budget_s, minimum=1),
+        run_budget_s=v.number(http, "http", "run_budget_s", d.run_budget_s, minimum=1),
     )
 
 
@@ -429,6 +433,86 @@ def toml_string(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out) + '"'
+
+
+def write_derived_config(source: Path, target: Path, feeds: Sequence[FeedSpec], header: Sequence[str]) -> None:
+    """Write `target`: the configuration in `source` with `feeds` as its only feeds (a shard's config).
+
+    Every table but [[feeds]] is copied as written: ${VAR} references stay references (no secret is expanded
+    into the copy) and environment overrides apply wherever the copy runs. Relative paths ([warehouse] path,
+    catalog, data_path, state; [tagging] rules) become absolute against `source`'s folder, so the copy names
+    the same warehouse, state database and rules from any folder. `header` lines become comments on top. The
+    text is loaded with the same checks as every command before it replaces `target`, which gets `source`'s
+    permissions (alert URLs may hold secrets)."""
+    source = source.resolve()
+    try:
+        raw = source.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read the configuration ({exc})") from exc
+    base = source.parent
+    wh = dict(data.get("warehouse", {}))
+    wh["path"] = str(_resolve(base, str(wh.get("path", "data/newsmon.duckdb"))))
+    for key, servers in (("catalog", ("postgres:",)), ("data_path", ()), ("state", ("postgresql://", "postgres://"))):
+        value = wh.get(key)
+        if isinstance(value, str) and value and not (servers and value.startswith(servers)):
+            wh[key] = str(_resolve(base, value))
+    data["warehouse"] = wh
+    if isinstance(data.get("tagging"), dict) and isinstance(data["tagging"].get("rules"), list):
+        data["tagging"] = {**data["tagging"], "rules": [str(_resolve(base, str(p))) for p in data["tagging"]["rules"]]}
+    data["feeds"] = [{"name": f.name, "url": f.url} for f in feeds]
+    text = "".join(f"# {line}\n" for line in header) + "\n".join(_toml_lines(data, "")) + "\n"
+    _settings_from_bytes(text.encode("utf-8"), target)  # the copy must load as the original does
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+        os.chmod(tmp, source.stat().st_mode & 0o7777)
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write the configuration ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return toml_string(value.isoformat()) if hasattr(value, "isoformat") else toml_string(str(value))
+
+
+def _toml_lines(table: dict[str, Any], prefix: str) -> list[str]:
+    """A parsed TOML table as TOML text: its plain values, then its sub-tables and arrays of tables."""
+    def is_tables(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()
+             if not isinstance(v, dict) and not is_tables(v)]
+    for k, v in table.items():
+        name = f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k)
+        if isinstance(v, dict):
+            lines += ["", f"[{name}]", *_toml_lines(v, name)]
+        elif is_tables(v):
+            for item in v:
+                lines += ["", f"[[{name}]]", *_toml_lines(item, name)]
+    return lines
 
 
 def _replace_checked(shown: Path, target: Path, text: str) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 
 class NewsmonError(Exception):
     """Base class of every error newsmon raises on purpose."""
@@ -55,3 +59,39 @@ class WarehouseLocked(StorageError):
 
 class AlertError(NewsmonError):
     """An alert could not be delivered."""
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_DISK_FULL_WORDS = ("no space left on device", "database or disk is full", "disk quota exceeded", "file too large")
+DISK_FULL_ADVICE = "; the disk is full: free some space there and run the command again"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True when `exc`, or an error it came from, says the disk, a quota or the file-size limit is full
+    (ENOSPC, EDQUOT, EFBIG; SQLite's "database or disk is full"; DuckDB's "No space left on device")."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(word in str(e).lower() for word in _DISK_FULL_WORDS):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def out_of_space(*paths: str | os.PathLike[str], below: int = 1 << 20) -> bool:
+    """True when the file system holding any of `paths` (or its nearest existing folder) has less than `below`
+    bytes free: how a "disk I/O error" from SQLite (which does not keep the errno) is told to be a full disk."""
+    for path in paths:
+        folder = Path(path)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            continue
+        if st.f_bavail * st.f_frsize < below:
+            return True
+    return False

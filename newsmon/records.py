@@ -355,3 +355,6 @@ class RunBatch:
     aliases: tuple[tuple[str, str], ...] = ()  # (alias, article_id): identities to remember
     edits: tuple[EntryEdit, ...] = ()
     url_aliases: tuple[Alias, ...] = ()  # entries not stored because their canonical URL was
+    # (feed_url, page url, why): pages not fetched because a time budget ran out; nothing of their entries is
+    # stored, so the next run fetches them
+    pages_left: tuple[tuple[str, str, str], ...] = ()

@@ -26,7 +26,7 @@ def newsmon(*args: str, stdin: str = "", cwd: Path = ROOT) -> subprocess.Complet
 
 def test_help_explains_every_command() -> None:
     out = newsmon("--help").stdout
-    for command in ("run", "serve", "demo", "tag", "sql", "init", "feeds"):
+    for command in ("run", "serve", "demo", "tag", "sql", "init", "feeds", "shards", "doctor"):
         assert command in out
         sub = newsmon(command, "--help")
         assert sub.returncode == 0 and "usage: newsmon " + command in sub.stdout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -17,16 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def entrypoints() -> list[tuple[str, str, str]]:
+    """(deployment, module, flow function): prefect.yaml names each flow by module path (newsmon installed)."""
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    return [(d["name"], *d["entrypoint"].split(":")) for d in spec["deployments"]]
+    return [(d["name"], *d["entrypoint"].rsplit(".", 1)) for d in spec["deployments"]]
 
 
-def load_flow(path: str, name: str) -> object:
-    module_spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
-    assert module_spec and module_spec.loader
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return getattr(module, name)
+def load_flow(module: str, name: str) -> object:
+    assert ":" not in module and "/" not in module, f"{module}: an entrypoint by module path, not by file"
+    return getattr(importlib.import_module(module), name)
 
 
 def test_prefect_yaml_has_the_three_deployments_and_every_entrypoint_imports() -> None:

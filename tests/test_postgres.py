@@ -73,3 +73,47 @@ def test_shards_writing_at_once_store_each_story_and_alert_once(postgres, tmp_pa
     assert total == 30 + 60 + 4 * 30  # ids 0..209: shards a/c cover 0..179, b covers 30..209
     assert q(wh, "SELECT count(*), count(DISTINCT alert_id) FROM alerts") == [(2, 2)]  # al0 and al30, once each
     assert q(wh, "SELECT count(*) FROM poll_runs") == [(15,)]
+
+
+OPEN = """
+import sys
+from pathlib import Path
+from newsmon.config import WarehouseSettings
+from warehouse import open_warehouse
+s = WarehouseSettings(path=Path(sys.argv[1]), catalog=sys.argv[2], data_path=Path(sys.argv[3]), state=sys.argv[4])
+open_warehouse(s).close()
+"""
+
+
+def test_shards_first_runs_create_one_new_warehouse_at_once(postgres, tmp_path: Path) -> None:
+    """The first runs of several shards open a warehouse nobody made yet at the same moment: DuckLake's catalog
+    tables are created once (racing, three of four such opens failed on PostgreSQL's catalog before)."""
+    s = pg_settings(postgres, tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(s.path), s.catalog, str(s.data_path), s.state],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e[-1500:] for e in errors]
+    wh = open_warehouse(s)
+    assert q(wh, "SELECT value FROM meta WHERE key = 'lake_version'") == [("1",)]
+
+
+def test_upkeep_beside_a_write_in_progress_loses_nothing(postgres, tmp_path: Path) -> None:
+    """A write's Parquet files are on disk, named by no snapshot, until it commits. newsmon's own writers take
+    turns with upkeep (an advisory lock on a PostgreSQL catalog), but a writer that does not (another tool on
+    the lake, an older newsmon on one worker during an upgrade) must not lose its rows to upkeep either."""
+    from datetime import UTC, datetime
+
+    from warehouse import location
+    from warehouse.lake import connect
+
+    s = pg_settings(postgres, tmp_path)
+    keeper = open_warehouse(s)
+    other = connect(location(s), read_only=False)  # a plain DuckLake connection: no writer's turn
+    other.execute("BEGIN TRANSACTION")
+    other.execute("CREATE TABLE probe AS SELECT i, repeat('x', 100) AS s FROM range(5000) r(i)")  # > inlining
+    assert list(s.data_folder.rglob("*.parquet"))  # written, not committed yet
+    keeper.upkeep(now=datetime.now(UTC))
+    other.execute("COMMIT")
+    assert other.execute("SELECT count(*), sum(length(s)) FROM probe").fetchall() == [(5000, 500000)]
+    other.close()
+    keeper.close()

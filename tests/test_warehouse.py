@@ -164,6 +164,31 @@ def test_two_runs_claiming_one_story_store_and_alert_it_once(tmp_path: Path) -> 
     assert count(two, "alerts") == 1 and len(two.runs.pending_alerts(max_attempts=5)) == 1
 
 
+def test_a_copy_another_run_stored_since_the_lookup_is_not_stored_again(tmp_path: Path) -> None:
+    """Two shards look up a syndicated story at the same moment (both find it new), under other article ids:
+    one shares an entry identity (the title+minute fingerprint), one the page's URL. The run that claims
+    second stores neither, and remembers its entries as the stored stories (as a later lookup would have)."""
+    one, two = make_warehouse(tmp_path / "w.duckdb"), make_warehouse(tmp_path / "w.duckdb")
+    first = replace(batch("r1", 2, alerts=(alert(0),)), aliases=(
+        ("https://news.example/0", "a0"), ("fp:story0", "a0"), ("https://news.example/1", "a1")))
+    assert one.runs.store_run(first, finished_at=NOW).articles == 2
+    copies = (article(10, entry_key="https://other.example/0", url="https://other.example/0"),
+              article(11, entry_key="https://other.example/1", url="https://other.example/1",
+                      canonical_url="https://news.example/1"),  # its page names the first outlet's
+              article(12, entry_key="https://other.example/2", url="https://other.example/2"))
+    second = RunBatch("r2", "test", NOW, (), copies, tuple(verdict(i, True) for i in (10, 11, 12)),
+                      (alert(10), alert(11)), aliases=(("https://other.example/0", "a10"), ("fp:story0", "a10"),
+                                                        ("https://other.example/1", "a11"),
+                                                        ("https://other.example/2", "a12")))
+    report = two.runs.store_run(second, finished_at=NOW)
+    assert (report.articles, report.claimed_elsewhere) == (1, 2)
+    assert q(one, "SELECT article_id FROM articles ORDER BY 1") == [("a0",), ("a1",), ("a12",)]
+    known = two.runs.known_entries(["https://other.example/0", "https://other.example/1"])
+    assert {k: v.article_id for k, v in known.items()} == {"https://other.example/0": "a0",
+                                                           "https://other.example/1": "a1"}
+    assert count(two, "alerts") == 1  # al0 only: the copies' alerts went with them
+
+
 def test_evidence_rows_and_daily_counts_need_no_json(tmp_path: Path) -> None:
     wh = make_warehouse(tmp_path / "w.duckdb")
     undated = article(9, published_at=None, feed_name="Other")

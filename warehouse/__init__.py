@@ -1,7 +1,8 @@
 """The warehouse: the pipeline's state database plus a DuckLake of the records analysts query.
 
 - `open_warehouse(settings)` -> `Warehouse`: what runs, digests and jobs use (state + lake, read-write).
-- `open_reader(settings)` -> `Reader`: analysts' SQL, the report and exports, on a read-only lake snapshot.
+- `open_reader(settings)` -> `Reader`: the report, exports and feed health, on a read-only lake snapshot.
+- `open_sql_session(settings)` -> `SqlSession`: analysts' SQL, read-only and locked down (warehouse/sandbox.py).
 No reader ever holds anything a run waits for, and a run never holds anything a reader waits for.
 """
 
@@ -18,10 +19,12 @@ from warehouse.attach import LakeLocation
 from warehouse.lake import Lake
 from warehouse.legacy import legacy_file, migrate_if_needed
 from warehouse.maintenance import Upkeep, compact, export
+from warehouse.sandbox import SqlSession
 from warehouse.state import StateDB
 from warehouse.store import DeliveryOutcome, RunStore, StoreReport
 
-__all__ = ["DeliveryOutcome", "Reader", "StoreReport", "Warehouse", "open_reader", "open_warehouse"]
+__all__ = ["DeliveryOutcome", "Reader", "SqlSession", "StoreReport", "Warehouse", "open_reader",
+           "open_sql_session", "open_warehouse"]
 
 
 class Warehouse:
@@ -76,3 +79,12 @@ def open_reader(settings: WarehouseSettings) -> Reader:
     if legacy_file(settings) is not None:  # not migrated yet: the first run (or `newsmon migrate`) does it
         open_warehouse(settings).close()
     return Reader(Lake(location(settings), read_only=True))
+
+
+def open_sql_session(settings: WarehouseSettings) -> SqlSession:
+    """An analyst's SQL (`newsmon sql`): the lake read-only and locked down, one read-only query per call (no
+    files, databases or servers outside the lake, no settings; warehouse/sandbox.py). The state database is
+    never attached to it."""
+    if legacy_file(settings) is not None:
+        open_warehouse(settings).close()
+    return SqlSession(location(settings))

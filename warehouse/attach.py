@@ -39,10 +39,17 @@ class LakeLocation:
     @property
     def shown(self) -> str:
         """The catalog for messages: a path, or a conninfo without its password."""
-        return re.sub(r"password=\S+", "password=***", self.catalog)
+        return redact(self.catalog)
 
     def exists(self) -> bool:
         return self.is_postgres or Path(self.catalog).exists()
+
+
+def redact(text: str) -> str:
+    """`text` (a conninfo, a URL, or an error message quoting one) without passwords: the value of every
+    `password=` and the password of a `scheme://user:password@` URL."""
+    text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']+)", r"\1***", text)
+    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
 
 
 def extension_files() -> list[Path]:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import psycopg
 
 from newsmon.errors import StorageError
-from warehouse.attach import LAKE_ALIAS, LakeLocation, attach_sql, load_sql
+from warehouse.attach import LAKE_ALIAS, LakeLocation, attach_sql, load_sql, redact
 from warehouse.lake_rows import Row, columns
 from warehouse.schema import LAKE_VERSION, MIGRATIONS
 
@@ -40,8 +41,11 @@ _mark_pandas_absent()
 _CONFLICT_RETRIES = 5  # two writers updating one table at once: DuckLake fails the later commit; try again
 
 
-def connect(loc: LakeLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the lake attached as `newsmon` and in use (UTC session time zone)."""
+def connect(loc: LakeLocation, *, read_only: bool, session: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `newsmon` and in use (UTC session time zone); then the
+    `session` statements (warehouse.sandbox's lockdown for `newsmon sql`)."""
+    if read_only:
+        check_catalog(loc)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -49,10 +53,90 @@ def connect(loc: LakeLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             con.execute(statement)
         con.execute(attach_sql(loc, read_only=read_only))
         con.execute(f"USE {LAKE_ALIAS}")
+        for statement in session:
+            con.execute(statement)
     except duckdb.Error as exc:
         con.close()
-        raise StorageError(f"{loc.shown}: cannot attach the warehouse ({exc})") from exc
+        if any(sign in str(exc) for sign in _DAMAGED_CATALOG):
+            raise StorageError(f"{loc.shown}: the warehouse is damaged: its catalog cannot be read "
+                               f"({str(exc).splitlines()[0]}); {_RESTORE}") from exc
+        raise StorageError(f"{loc.shown}: cannot attach the warehouse ({redact(str(exc))})") from exc
     return con
+
+
+_DAMAGED_CATALOG = ("database disk image is malformed", "file is not a database")
+_RESTORE = "restore the warehouse (catalog and data folder together) from a backup"
+
+
+def check_catalog(loc: LakeLocation) -> None:
+    """A local catalog that is not a SQLite file (cut short, overwritten) is damaged. An empty one is either a
+    lake that a first run is creating this instant, or one cut to nothing: the message says both."""
+    if loc.is_postgres or not Path(loc.catalog).exists():
+        return
+    try:
+        with open(loc.catalog, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise StorageError(f"{loc.shown}: cannot read the warehouse's catalog ({exc.strerror})") from exc
+    if not head:
+        raise StorageError(f"{loc.shown}: the warehouse's catalog is empty: the lake does not exist yet (a first "
+                           f"run is creating it) or the file was cut short (the warehouse is damaged; {_RESTORE})")
+    if head != b"SQLite format 3\x00":
+        raise StorageError(f"{loc.shown}: the warehouse is damaged: its catalog is not a SQLite database (cut "
+                           f"short or overwritten); {_RESTORE}")
+
+
+def check_files(con: duckdb.DuckDBPyConnection, loc: LakeLocation) -> None:
+    """A reader answers from the whole lake or not at all. DuckLake answers some queries from the catalog alone
+    (count(*), inlined rows) and opens a table's Parquet files only when a query needs their columns, so a
+    missing or cut file would otherwise go unnoticed, or give answers from what remains. Every data and delete
+    file of the current snapshot must be there, with the size the catalog recorded. A file that upkeep merged
+    away between the listing and the look is no damage: a second listing (a fresh snapshot) no longer has it."""
+    problem = _file_problem(con, loc)
+    if problem is not None:
+        problem = _file_problem(con, loc)
+    if problem is not None:
+        raise StorageError(problem)
+
+
+def _file_problem(con: duckdb.DuckDBPyConnection, loc: LakeLocation) -> str | None:
+    try:
+        files = _lake_files(con)
+    except duckdb.Error as exc:
+        damaged = any(sign in str(exc) for sign in _DAMAGED_CATALOG)
+        raise StorageError(f"{loc.shown}: {'the warehouse is damaged: ' if damaged else ''}its catalog cannot be "
+                           f"read ({str(exc).splitlines()[0]}){'; ' + _RESTORE if damaged else ''}") from exc
+    for table, path, size in files:
+        if "://" not in path:
+            problem = _problem_with(table, Path(path), size)
+            if problem:
+                return problem
+    return None
+
+
+def _lake_files(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int | None]]:
+    """(table, path, size the catalog recorded) of every data and delete file of the current snapshot."""
+    tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name",
+                         [LAKE_ALIAS]).fetchall()
+    out = []
+    for (table,) in tables:
+        for row in con.execute("SELECT data_file, data_file_size_bytes, delete_file, delete_file_size_bytes "
+                               "FROM ducklake_list_files(?, ?)", [LAKE_ALIAS, table]).fetchall():
+            out += [(table, path, size) for path, size in (row[:2], row[2:]) if path]
+    return out
+
+
+def _problem_with(table: str, path: Path, size: int | None) -> str | None:
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path}: the warehouse is damaged: this file of table {table} is missing; {_RESTORE}"
+    except OSError as exc:
+        return f"{path}: cannot read this file of table {table} ({exc.strerror})"
+    if size is not None and actual != size:
+        return (f"{path}: the warehouse is damaged: this file of table {table} has {actual} bytes, the catalog "
+                f"recorded {size}; {_RESTORE}")
+    return None
 
 
 @contextmanager
@@ -62,9 +146,14 @@ def writer_turn(loc: LakeLocation) -> Iterator[None]:
     "database is locked": a DuckLake commit upgrades the SQLite read snapshot it began with to a write, and
     SQLite refuses that at once (no busy timeout helps) when another writer committed in between
     (duckdb/ducklake#1309). Creating a new lake (WAL switch, catalog tables) is a write too. Readers never
-    take it, and PostgreSQL catalogs need none."""
+    take it. A PostgreSQL catalog takes turns too, through an advisory lock on its database (released by the
+    server when the holder's session ends): two shards creating a new lake at once race on PostgreSQL's own
+    catalog (`duplicate key value violates unique constraint "pg_type_typname_nsp_index"`), and a write that
+    replaces rows (the feed and alert mirrors) fails its commit when another writer committed to that table
+    meanwhile (DuckLake: "another transaction has deleted inlined data"), again on retry under steady writes."""
     if loc.is_postgres:
-        yield
+        with _advisory_lock(loc):
+            yield
         return
     path = Path(f"{loc.catalog}-writer.lock")
     try:
@@ -80,8 +169,21 @@ def writer_turn(loc: LakeLocation) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+@contextmanager
+def _advisory_lock(loc: LakeLocation) -> Iterator[None]:
+    try:
+        con = psycopg.connect(loc.catalog.removeprefix("postgres:"), autocommit=True, connect_timeout=30)
+    except psycopg.Error as exc:
+        raise StorageError(f"{loc.shown}: cannot attach the warehouse ({redact(str(exc).strip())})") from exc
+    try:
+        con.execute("SELECT pg_advisory_lock(hashtext('newsmon lake writer'))")
+        yield
+    finally:
+        con.close()  # ends the session, and with it the lock
+
+
 class Lake:
-    def __init__(self, loc: LakeLocation, *, read_only: bool = False) -> None:
+    def __init__(self, loc: LakeLocation, *, read_only: bool = False, session: Sequence[str] = ()) -> None:
         self.loc = loc
         self.read_only = read_only
         self._lock = threading.RLock()
@@ -89,7 +191,12 @@ class Lake:
         if read_only and not loc.exists():
             raise StorageError(f"{loc.shown}: no warehouse here yet; run `newsmon run` first")
         if read_only:
-            self._con = connect(loc, read_only=True)
+            self._con = connect(loc, read_only=True, session=session)
+            try:
+                check_files(self._con, loc)
+            except BaseException:
+                self._con.close()
+                raise
             return
         with self._turn():
             _prepare(loc)
@@ -118,6 +225,7 @@ class Lake:
         with self._turn():
             for attempt in range(_CONFLICT_RETRIES + 1):
                 con = self._con
+                started = time.time()
                 try:
                     con.execute("BEGIN TRANSACTION")
                     out = body(con)
@@ -125,9 +233,10 @@ class Lake:
                     return out
                 except duckdb.Error as exc:
                     _rollback(con)
+                    self._remove_unregistered(since=started)
                     retry = isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
                     if not retry or attempt == _CONFLICT_RETRIES:
-                        raise StorageError(f"{self.loc.shown}: {exc}") from exc
+                        raise StorageError(f"{self.loc.shown}: {redact(str(exc))}") from exc
                     time.sleep(0.05 * 2 ** attempt)
                 except BaseException:
                     _rollback(con)
@@ -139,7 +248,7 @@ class Lake:
             try:
                 return self._con.execute(sql, list(params)).fetchall()
             except duckdb.Error as exc:
-                raise StorageError(f"{self.loc.shown}: {exc}") from exc
+                raise StorageError(f"{self.loc.shown}: {redact(str(exc))}") from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         """An analyst's SQL, as given (newsmon sql, the report): names and rows."""
@@ -149,16 +258,35 @@ class Lake:
                 names = [d[0] for d in cur.description or []]
                 return names, cur.fetchall()
             except duckdb.Error as exc:
-                raise StorageError(f"{exc}") from exc
+                raise StorageError(redact(str(exc))) from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A statement outside a transaction that may write the catalog (upkeep's CALLs), in the writer's turn
         (a reader's COPY takes no turn); returns its rows."""
         with self._turn():
+            started = time.time()
             try:
                 return self._con.execute(sql, list(params)).fetchall()
             except duckdb.Error as exc:
-                raise StorageError(f"{self.loc.shown}: {exc}") from exc
+                if not self.read_only:
+                    self._remove_unregistered(since=started)
+                raise StorageError(f"{self.loc.shown}: {redact(str(exc))}") from exc
+
+    def _remove_unregistered(self, *, since: float) -> None:
+        """Delete the data files a failed write left behind: a Parquet file cut short by a full disk, or whole ones
+        its commit never registered. Called in the writer's turn, so no other writer has a commit in flight: a
+        file written since `since` (less a second of file-time granularity) that the catalog does not list is
+        this write's. Best effort: the next upkeep's ducklake_delete_orphaned_files catches the rest."""
+        try:
+            recent = [p for p in self.loc.data_path.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1]
+            if not recent:
+                return
+            listed = {Path(path) for _, path, _ in _lake_files(self._con)}
+            for path in recent:
+                if path not in listed:
+                    path.unlink(missing_ok=True)
+        except (OSError, duckdb.Error):
+            pass
 
     def _migrate(self) -> None:
         self.write(_migrate)

@@ -50,6 +50,8 @@ def fetch_log_rows(batch: RunBatch) -> list[Row]:
                        for r in batch.feed_results]
     rows += [(batch.run_id, batch.started_at, "page", feed_url, url, None, err)
              for feed_url, url, err in batch.page_errors]
+    rows += [(batch.run_id, batch.started_at, "page", feed_url, url, None, f"not fetched: {why}; left for the next run")
+             for feed_url, url, why in batch.pages_left]
     return rows
 
 

@@ -79,8 +79,9 @@ def legacy_duckdb_path() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(partial),
-                               SIDE_PACKAGE], capture_output=True, text=True, check=False)
+        # -P: a `pip/` in the working folder is not imported in place of pip
+        done = subprocess.run([sys.executable, "-P", "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+                               str(partial), SIDE_PACKAGE], capture_output=True, text=True, check=False)
         if done.returncode != 0 or not _holds_duckdb2(partial):
             lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
             raise StorageError(f"could not install {SIDE_PACKAGE} to read the old warehouse "

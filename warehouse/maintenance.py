@@ -8,12 +8,16 @@ needs are deleted. Readers with an open snapshot are unaffected: files they may 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from warehouse.attach import LAKE_ALIAS
-from warehouse.export import export_statements
+from warehouse.export import SOURCES, export_statements
 from warehouse.lake import Lake
+
+# Parquet files no snapshot names and this old (by their mtime) are a dead writer's; younger ones may belong to
+# a write that has not committed yet (measured: deleting those loses the rows the write then commits)
+ORPHAN_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -38,15 +42,23 @@ def compact(lake: Lake, *, now: datetime, keep: timedelta = timedelta(days=7)) -
     lake.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')")
     expired = lake.execute(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)", [now - keep])
     lake.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', cleanup_all => true)")
-    lake.execute(f"CALL ducklake_delete_orphaned_files('{LAKE_ALIAS}', cleanup_all => true)")
+    # a write in progress has its Parquet files on disk before its commit names them; newsmon's writers wait
+    # for upkeep's turn, but a writer that takes none (another tool, an older newsmon on one worker) may be in
+    # one now: only files unnamed for ORPHAN_AGE are orphans
+    lake.execute(f"CALL ducklake_delete_orphaned_files('{LAKE_ALIAS}', older_than => ?)",
+                 [datetime.now(UTC) - ORPHAN_AGE])
     return Upkeep(before, data_files(lake), len(expired))
 
 
 def export(lake: Lake, out_dir: Path, fmt: str, *, since: datetime | None = None) -> list[tuple[str, int]]:
-    """Copy every table (rows since `since`) to files under `out_dir`; return (table, rows) pairs."""
+    """Copy every table (rows since `since`) to files under `out_dir`; return (table, rows) pairs. In CSV, text
+    cells that a spreadsheet would run as formulas are neutralised (warehouse/export.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = None
+    if fmt == "csv":  # each table's text columns, for the CSV formula rule
+        text = {t: [r[0] for r in lake.read(f"DESCRIBE SELECT * FROM {t}") if r[1] == "VARCHAR"] for t in SOURCES}
     done = []
-    for table, count_sql, copy_sql, params in export_statements(out_dir, fmt, since):
+    for table, count_sql, copy_sql, params in export_statements(out_dir, fmt, since, text):
         row = lake.read(count_sql, params)
         lake.execute(copy_sql, params)
         done.append((table, int(row[0][0]) if row else 0))

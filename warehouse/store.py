@@ -106,10 +106,9 @@ class RunStore:
 
     def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport:
         """Store a run once: storing it again (a retried task) changes nothing."""
-        claimed = self._claim(batch, finished_at)
-        if claimed is None:
+        kept = self._claim(batch, finished_at)
+        if kept is None:
             return StoreReport(0)
-        kept = _only(batch, claimed)
         try:
             self.lake.write(lambda con: self._write_run(con, kept, finished_at))
         except BaseException:
@@ -118,8 +117,8 @@ class RunStore:
         self._finish(batch.run_id, finished_at)
         return StoreReport(len(kept.articles), len(batch.articles) - len(kept.articles))
 
-    def _claim(self, batch: RunBatch, now: datetime) -> set[str] | None:
-        """The run's article ids this run now owns (None: the run was stored before)."""
+    def _claim(self, batch: RunBatch, now: datetime) -> RunBatch | None:
+        """The run as far as it now owns its stories (None: the run was stored before)."""
         with self.state.tx() as cur:
             before = cur.one("SELECT state FROM runs WHERE run_id = ?", [batch.run_id])
             if before is not None and before[0] != "released":
@@ -129,8 +128,12 @@ class RunStore:
                         "VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
                         [batch.run_id, batch.config_name, ts(batch.started_at), ts(datetime.now(UTC)),
                          self.state.host, os.getpid()])
+            owners = self._stored_elsewhere(batch)
+            batch = _point_at(batch, owners)
             claimed = set()
             for a in batch.articles:
+                if a.article_id in owners:
+                    continue
                 got = cur.execute(
                     "INSERT INTO stories (article_id, run_id, feed_url, feed_name, title, summary, url_key, "
                     "link_key, cluster_id, published_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
@@ -152,7 +155,23 @@ class RunStore:
                      _matched_rows(kept))
             _queue(cur, [lr.with_snippets(a, kept.verdicts) for a in kept.alerts], now, "held", batch.run_id)
             _update_feeds(cur, batch.feed_results, batch.run_id)
-        return claimed
+        return kept
+
+    def _stored_elsewhere(self, batch: RunBatch) -> dict[str, str]:
+        """The run's new stories that another run stored since this one looked them up (a shard that polled a
+        copy at the same moment), each with the article it is: found by one of its entry identities (GUID, link,
+        title+minute) or its page's URL key, as the lookups before fetching would have found it."""
+        ids = {a.article_id for a in batch.articles}
+        mine = {alias: aid for alias, aid in batch.aliases if aid in ids}
+        owners = {mine[alias]: s.article_id for alias, s in self.known_entries(mine).items()
+                  if s.article_id != mine[alias]}
+        keys = {a.article_id: (a.url_key, url_key(a.url)) for a in batch.articles if a.article_id not in owners}
+        found = self.article_ids_by_url_key(k for pair in keys.values() for k in pair)
+        for aid, pair in keys.items():
+            other = next((found[k] for k in pair if found.get(k, aid) != aid), None)
+            if other is not None:
+                owners[aid] = other
+        return owners
 
     def _write_run(self, con: duckdb.DuckDBPyConnection, batch: RunBatch, finished_at: datetime) -> None:
         insert(con, "fetch_log", lr.fetch_log_rows(batch))
@@ -315,6 +334,15 @@ def _only(batch: RunBatch, claimed: set[str]) -> RunBatch:
                    verdicts=tuple(v for v in batch.verdicts if v.article_id in claimed),
                    alerts=tuple(a for a in batch.alerts if a.kind != "story" or a.article_id in claimed),
                    clusters=tuple(c for c in batch.clusters if c.cluster_id in cluster_ids))
+
+
+def _point_at(batch: RunBatch, owners: dict[str, str]) -> RunBatch:
+    """The run with the identities and URL aliases of stories stored elsewhere pointing at those stories."""
+    if not owners:
+        return batch
+    return replace(batch, aliases=tuple((alias, owners.get(aid, aid)) for alias, aid in batch.aliases),
+                   url_aliases=tuple(replace(d, article_id=owners.get(d.article_id, d.article_id))
+                                     for d in batch.url_aliases))
 
 
 def _claim_clusters(cur: Cursor, batch: RunBatch) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from newsmon.alerts.notify import Notifier
-from newsmon.alerts.policy import all_channels, plan_deliveries
+from newsmon.alerts.policy import all_channels, plan_deliveries, scrub
 from newsmon.alerts.render import delivery_message
 from newsmon.alerts.signals import detect_spikes, failing_feeds, feed_alerts, silent_alerts, spike_alerts
 from newsmon.config import AlertSettings
@@ -37,14 +37,18 @@ def deliver_pending(wh: Warehouse, settings: AlertSettings, notifier: Notifier, 
                    if a.channel in channels and a.kind in kinds]  # a channel removed from the config is skipped
         for d in plan_deliveries(pending, max_per_channel=settings.max_per_run):
             channel = channels[d.channel]
-            msg = delivery_message(d.alerts, key=d.key, email=channel.is_email)
             error = None
             try:
+                msg = delivery_message(d.alerts, key=d.key, email=channel.is_email)
                 notifier.send(channel, msg.title, msg.body, key=d.key, body_format=msg.format)
                 report.sent += len(d.alerts)
                 report.messages += 1
             except AlertError as exc:
                 error = str(exc)
+            except Exception as exc:  # rendering or a notifier's bug: this message fails, the others still go
+                error = (f"{channel.name}: could not send ({type(exc).__name__}: "
+                         f"{scrub(str(exc), [channel.url])[:300]}); newsmon retries on a later run")
+            if error is not None:
                 report.errors.append(error)
             wh.runs.mark_alerts([DeliveryOutcome(a.alert_id, error) for a in d.alerts], now=now,
                                 max_attempts=settings.max_attempts, retry_s=settings.retry_minutes * 60,

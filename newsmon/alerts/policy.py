@@ -7,12 +7,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from functools import lru_cache
+from urllib.parse import unquote
 
 from newsmon.config import Route
 from newsmon.records import AlertRecord, Article, ClusterRecord, Verdict, stable_id
 
-_HOSTLIKE = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]|[\w-]+(\.[\w-]+)+)$", re.I)
+_HOSTLIKE = re.compile(r"localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]|[\w-]+(\.[\w-]+)+", re.I)
+# scheme, then the authority (up to the first / ? #); matched, never parsed strictly, so no input raises
+_URL_HEAD = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]{0,31}):/*([^/?#]*)")
+_TOKEN_SPLIT = re.compile(r"[/:@?&=#;,+\s]+")  # for a string that is not a URL
 EMAIL_SCHEMES = ("mailto", "mailtos")
 
 
@@ -32,15 +36,65 @@ class Channel:
 
     @property
     def is_email(self) -> bool:
-        return urlsplit(self.url).scheme.lower() in EMAIL_SCHEMES
+        return url_scheme(self.url) in EMAIL_SCHEMES
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of an alert URL in lower case, '' when it has none. Total: never raises."""
+    m = _URL_HEAD.match(url)
+    return m.group(1).lower() if m else ""
 
 
 def redact_url(url: str) -> str:
-    """'mailto://smtp.example.com' for display: the scheme and a host, never users, tokens or paths."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    shown = host if _HOSTLIKE.match(host) else "…"
-    return f"{parts.scheme}://{shown}"
+    """'mailto://smtp.example.com' for display: the scheme and a host, never users, tokens or paths.
+
+    Total: any string gives a name and nothing raises (a password holding `]` or `[` made `urlsplit` raise
+    "Invalid IPv6 URL" here, and that stopped every run before storage). What is not plainly a host name or
+    an address is shown as '…'; what is not a URL at all as '…://…'.
+    """
+    m = _URL_HEAD.match(url)
+    if not m:
+        return "…://…"
+    authority = m.group(2).rpartition("@")[2]
+    host = authority.partition("]")[0] + "]" if authority.startswith("[") else authority.partition(":")[0]
+    host = host.lower()
+    return f"{m.group(1).lower()}://{host if _HOSTLIKE.fullmatch(host) else '…'}"
+
+
+@lru_cache(maxsize=256)
+def secret_fragments(url: str) -> tuple[str, ...]:
+    """The parts of an alert URL that may be secret, longest first: the URL itself, its user info and password,
+    a host that is not a host name (a token, as in `tgram://`), every query value, and every path segment of
+    8+ characters; each also %-decoded. Parts shorter than 4 characters, the scheme and the host are left out.
+    A library that logs a URL, or a token it could not use, logs one of these."""
+    m = _URL_HEAD.match(url)
+    if not m:
+        found = {url.strip(), *(t for t in _TOKEN_SPLIT.split(url) if len(t) >= 8)}
+        public: set[str] = set()
+    else:
+        authority = m.group(2)
+        userinfo, _, hostport = authority.rpartition("@")
+        path, _, query = url[m.end(2):].partition("?")
+        loose = url[m.start(2):].rpartition("@")[0]  # user info as far as the last @ (a password with / ? #)
+        found = {url.strip(), url[m.start(2):], userinfo, userinfo.partition(":")[2], loose, loose.partition(":")[2]}
+        if not _HOSTLIKE.fullmatch(hostport.partition(":")[0]):
+            found |= set(re.split(r"[:@]", authority))
+        found |= {seg for seg in re.split(r"[/#]", path) if len(seg) >= 8}
+        found |= {kv.partition("=")[2] or kv for kv in re.split(r"[&;#]", query)}
+        public = {m.group(1), redact_url(url).partition("://")[2]}
+    found |= {unquote(f) for f in found}
+    return tuple(sorted((f for f in found if len(f) >= 4 and f not in public), key=lambda f: (-len(f), f)))
+
+
+def scrub(text: str, urls: Iterable[str]) -> str:
+    """`text` with every alert URL in it replaced by its redacted name, and every other secret part by '***'."""
+    urls = [u for u in urls if u]
+    for url in sorted(urls, key=len, reverse=True):
+        if url in text:
+            text = text.replace(url, redact_url(url))
+    for fragment in sorted({f for u in urls for f in secret_fragments(u)}, key=lambda f: (-len(f), f)):
+        text = text.replace(fragment, "***")
+    return text
 
 
 def all_channels(routes: Iterable[Route]) -> dict[str, Channel]:

@@ -56,7 +56,9 @@ def write_atomically(path: Path, text: str) -> Path:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # a full disk leaves no empty or partial temporary file behind
+        if isinstance(exc, OSError) and exc.filename is None:  # name the report, not an anonymous descriptor
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
