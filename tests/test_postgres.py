@@ -71,7 +71,9 @@ def test_shards_writing_at_once_store_each_story_and_alert_once(postgres, tmp_pa
     (total, distinct), = q(wh, "SELECT count(*), count(DISTINCT article_id) FROM articles")
     assert total == distinct == stored  # every story once, whichever shard got it
     assert total == 30 + 60 + 4 * 30  # ids 0..209: shards a/c cover 0..179, b covers 30..209
-    assert q(wh, "SELECT count(*), count(DISTINCT alert_id) FROM alerts") == [(2, 2)]  # al0 and al30, once each
+    (alerts, distinct_alerts), = q(wh, "SELECT count(*), count(DISTINCT alert_id) FROM alerts")
+    # al0, and al30 unless another shard stored story a30 first (then it planned no al30): never one twice
+    assert alerts == distinct_alerts and alerts in (1, 2)
     assert q(wh, "SELECT count(*) FROM poll_runs") == [(15,)]
 
 
