@@ -130,18 +130,15 @@ class RunStore:
                          self.state.host, os.getpid()])
             owners = self._stored_elsewhere(batch)
             batch = _point_at(batch, owners)
-            claimed = set()
-            for a in batch.articles:
-                if a.article_id in owners:
-                    continue
-                got = cur.execute(
-                    "INSERT INTO stories (article_id, run_id, feed_url, feed_name, title, summary, url_key, "
-                    "link_key, cluster_id, published_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT (article_id) DO NOTHING RETURNING article_id",
-                    [a.article_id, batch.run_id, a.feed_url, a.feed_name, a.title, a.summary, a.url_key,
-                     url_key(a.url), a.cluster_id or stable_id("cluster", a.article_id),
-                     ts(a.published_at or a.fetched_at)])
-                claimed |= {r[0] for r in got}
+            # one statement for the run's stories (not a round trip each); what this run now owns is what
+            # carries its run id afterwards (a story another run holds keeps that run's id)
+            cur.many("INSERT INTO stories (article_id, run_id, feed_url, feed_name, title, summary, url_key, "
+                     "link_key, cluster_id, published_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                     "ON CONFLICT (article_id) DO NOTHING",
+                     [(a.article_id, batch.run_id, a.feed_url, a.feed_name, a.title, a.summary, a.url_key,
+                       url_key(a.url), a.cluster_id or stable_id("cluster", a.article_id),
+                       ts(a.published_at or a.fetched_at)) for a in batch.articles if a.article_id not in owners])
+            claimed = {r[0] for r in cur.execute("SELECT article_id FROM stories WHERE run_id = ?", [batch.run_id])}
             kept = _only(batch, claimed)
             cur.many("INSERT INTO aliases VALUES (?, ?, ?) ON CONFLICT (alias) DO NOTHING",
                      [(alias, aid, batch.run_id) for alias, aid in batch.aliases])
@@ -346,13 +343,12 @@ def _point_at(batch: RunBatch, owners: dict[str, str]) -> RunBatch:
 
 
 def _claim_clusters(cur: Cursor, batch: RunBatch) -> None:
-    for c in lr.own_clusters(batch):
-        sig = array("I", c.signature).tobytes() if c.signature else None
-        cur.execute("INSERT INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET "
-                    "first_published_at = CASE WHEN excluded.first_published_at < clusters.first_published_at "
-                    "THEN excluded.first_published_at ELSE clusters.first_published_at END",
-                    [c.cluster_id, c.seed_article_id, c.title, ts(c.first_published_at), ts(c.created_at), sig,
-                     batch.run_id])
+    cur.many("INSERT INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET "
+             "first_published_at = CASE WHEN excluded.first_published_at < clusters.first_published_at "
+             "THEN excluded.first_published_at ELSE clusters.first_published_at END",
+             [(c.cluster_id, c.seed_article_id, c.title, ts(c.first_published_at), ts(c.created_at),
+               array("I", c.signature).tobytes() if c.signature else None, batch.run_id)
+              for c in lr.own_clusters(batch)])
 
 
 def _matched_rows(batch: RunBatch) -> list[lr.Row]:
