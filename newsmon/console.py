@@ -55,7 +55,7 @@ def plain_console() -> Console:
 
 def json_text(value: Any) -> str:
     """JSON for the terminal: json.dumps escapes C0 controls, and this the rest (DEL, C1, bidi), which can only
-    sit inside strings there, as \\uXXXX; the data read back is the same."""
+    sit inside strings there, as \\u escapes (e.g. \\u202e); the data read back is the same."""
     out = json.dumps(value, default=str, ensure_ascii=False, indent=2)
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
 

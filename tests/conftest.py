@@ -143,15 +143,14 @@ def routes() -> Iterator[RouteServer]:
     srv.close()
 
 
-def write_config(tmp_path: Path, feeds: list[tuple[str, str]], alert_urls: list[str] | None = None,
-                 extra: str = "") -> Path:
-    """A real TOML config file for a test run (local servers allowed)."""
+def config_text(feeds: list[tuple[str, str]], alert_urls: list[str] | None = None, extra: str = "",
+                warehouse: str = 'path = "wh/newsmon.duckdb"') -> str:
+    """A test config's TOML (local servers allowed, no politeness delay)."""
     feed_tables = "".join(f'\n[[feeds]]\nname = "{n}"\nurl = "{u}"\n' for n, u in feeds)
     urls = ", ".join(f'"{u}"' for u in alert_urls or [])
-    path = tmp_path / "newsmon.toml"
-    path.write_text(f"""
+    return f"""
 [warehouse]
-path = "wh/newsmon.duckdb"
+{warehouse}
 [http]
 allow_private_networks = true
 timeout_s = 5
@@ -160,5 +159,12 @@ jitter_s = 0
 [alerts]
 urls = [{urls}]
 {extra}
-{feed_tables}""", encoding="utf-8")
+{feed_tables}"""
+
+
+def write_config(tmp_path: Path, feeds: list[tuple[str, str]], alert_urls: list[str] | None = None,
+                 extra: str = "") -> Path:
+    """A real TOML config file for a test run (local servers allowed)."""
+    path = tmp_path / "newsmon.toml"
+    path.write_text(config_text(feeds, alert_urls, extra), encoding="utf-8")
     return path

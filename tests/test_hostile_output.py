@@ -37,7 +37,7 @@ from rich.console import Console
 
 from newsmon import cli
 from newsmon.config import load_settings
-from tests.conftest import RouteServer
+from tests.conftest import RouteServer, config_text
 from tests.hostile_servers import MATCH_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,19 +85,6 @@ def rss(base: str, items: list[tuple[str, str]]) -> bytes:
 PAGE = f"<html><body><article><p>{MATCH_TEXT}</p><p>{MATCH_TEXT}</p></article></body></html>".encode()
 
 
-def config_text(warehouse: str, feeds: list[tuple[str, str]]) -> str:
-    feed_tables = "".join(f'\n[[feeds]]\nname = "{n}"\nurl = "{u}"\n' for n, u in feeds)
-    return f"""
-[warehouse]
-{warehouse}
-[http]
-allow_private_networks = true
-timeout_s = 5
-per_host_delay_s = 0
-jitter_s = 0
-[alerts]
-urls = []
-{feed_tables}"""
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +135,8 @@ def hostile(api_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     site = HostileSite()
     folder = tmp_path_factory.mktemp("hostile")
     cfg = folder / "newsmon.toml"
-    cfg.write_text(config_text('path = "wh/newsmon.duckdb"', [("hostile wire", site.feed),
-                                                            ("encoded", site.encoded),
-                                                            ("metadata", METADATA_FEED)]), encoding="utf-8")
+    cfg.write_text(config_text([("hostile wire", site.feed), ("encoded", site.encoded),
+                                ("metadata", METADATA_FEED)]), encoding="utf-8")
     try:
         run = newsmon(["run", "--config", str(cfg)], api_env)
     finally:
@@ -460,7 +446,7 @@ def copy_warehouse(src: Hostile, dst: Path) -> Path:
     db.commit()
     db.close()
     cfg = dst / "newsmon.toml"
-    cfg.write_text(config_text('path = "wh/newsmon.duckdb"', []), encoding="utf-8")
+    cfg.write_text(config_text([]), encoding="utf-8")
     return cfg
 
 
@@ -600,7 +586,8 @@ def test_a_full_disk_fails_the_run_with_one_line_and_the_next_run_stores_everyth
                        "lake": f'path = "{tmp_path}/wh/newsmon.duckdb"\ncatalog = "{disk}/newsmon.ducklake"\n'
                                f'data_path = "{disk}/newsmon.files"'}[target]
             cfg = tmp_path / "newsmon.toml"
-            cfg.write_text(config_text(on_disk, [("wire", site.base_url + "/feed.xml")]), encoding="utf-8")
+            cfg.write_text(config_text([("wire", site.base_url + "/feed.xml")], warehouse=on_disk),
+                           encoding="utf-8")
             first = newsmon(["run", "--config", str(cfg), "--json"], api_env)
             assert first.returncode == 0, first.stderr[-3000:]
             site.add("/feed.xml", body=rss(site.base_url, [(f"Azerbaijan Russia energy story {n}", f"/story/{n}")

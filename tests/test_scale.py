@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from bench.procs import descendants
 from extractors.shards import assign
 from newsmon.config import load_settings
 from newsmon.demo.receiver import WebhookReceiver
@@ -78,24 +79,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def descendants(root: int) -> list[int]:
-    """`root` and every live process under it (from /proc: a flow run's process starts its own session)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                raw = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(raw[raw.rindex(")") + 2:].split()[1]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
 
 
 def kill_tree(p: subprocess.Popen[bytes], sig: int = signal.SIGKILL, wait: float = 30) -> None:
