@@ -15,13 +15,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from flows.deployments import WORK_POOL
 from newsmon.alerts.notify import url_problem
 from newsmon.alerts.policy import redact_url
 from newsmon.config import Settings
 from warehouse.attach import redact
 from warehouse.probe import TIMEOUT_S, Probe, probe_catalog, probe_data_path, probe_state
-
-WORK_POOL = "newsmon"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from newsmon.records import Article, FeedResult, FeedSpec, FeedStatus, RunBatch,
 from tests.conftest import make_warehouse
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-SPIKE = dict(hours=6.0, baseline_days=7.0, factor=3.0, min_stories=5)
+SPIKE = dict(hours=6.0, baseline_days=7.0, factor=3.0, min_stories=5, polling_since=NOW - timedelta(days=8))
 
 
 def stories(*ages_h: float) -> list[tuple[datetime, str]]:
@@ -29,6 +29,11 @@ def test_a_spike_needs_enough_stories_above_the_rolling_baseline() -> None:
     assert spikes[0].titles[0] == "story 0.5"  # newest first
     busy = [h / 4 + 6 for h in range(7 * 24 * 4 - 30)]  # a busy watchlist: ~4 stories per hour usually
     assert detect_spikes({"az_ru": stories(*range(5), *busy)}, now=NOW, last_spike={}, **SPIKE) == []
+    # no baseline, no spike: a warehouse that has not polled through the week before the window compares nothing
+    young = {**SPIKE, "polling_since": NOW - timedelta(days=7)}
+    assert detect_spikes({"az_ru": stories(0.5, 1, 2, 3, 4)}, now=NOW, last_spike={}, **young) == []
+    assert detect_spikes({"az_ru": stories(0.5, 1, 2, 3, 4)}, now=NOW, last_spike={}, **SPIKE | {
+        "polling_since": None}) == []
     # one alert per spike: quiet for a window after the last one
     assert detect_spikes({"az_ru": stories(0.5, 1, 2, 3, 4)}, now=NOW, **SPIKE,
                          last_spike={"az_ru": NOW - timedelta(hours=2)}) == []
@@ -65,12 +70,18 @@ def test_spike_and_feed_alerts_are_queued_once_and_delivered(tmp_path: Path) -> 
                  finished_at=NOW)
     with WebhookReceiver() as rx:
         settings = AlertSettings(urls=(rx.apprise_url(),))
-        assert queue_signals(wh, settings, now=NOW) == 2
+        assert queue_signals(wh, settings, now=NOW) == 1  # the failing feed; 30 h of polls are no spike baseline
+        # a feed first polled 8 days ago: now the week before the window is history, and 6 stories against none
+        polled = FeedResult(FeedSpec("N", "https://n.example/rss"), NOW - timedelta(days=8), status=200)
+        wh.runs.store_run(RunBatch("r0", "t", NOW, (polled,), (), (), ()), finished_at=NOW)
+        assert queue_signals(wh, settings, now=NOW) == 1
         assert queue_signals(wh, settings, now=NOW + timedelta(minutes=15)) == 0
         assert deliver_pending(wh, settings, AppriseNotifier(), now=NOW).sent == 2
     titles = sorted(p["title"] for p in rx.received)
     assert titles == ["newsmon: feed failing: Broken", "newsmon: spike: 6 az_ru stories in 6 h"]
     assert all(p["idempotency_key"] in p["message"] for p in rx.received)
+    spike = next(p["message"] for p in rx.received if "spike" in p["title"])
+    assert "against 0.0 per 6 h usually (0 in the 7 days before)" in spike
 
 
 def test_a_silent_feed_alerts_once_per_silence() -> None:

@@ -266,6 +266,13 @@ class RunStore:
         with self.state.exclusive("delivery"):
             yield
 
+    @contextmanager
+    def signalling(self) -> Iterator[None]:
+        """One run at a time between judging spikes and feed health and queuing their alerts: a shard reads the
+        other's spike (and stays quiet) instead of queuing its own in the same instant."""
+        with self.state.exclusive("signals"):
+            yield
+
     def pending_alerts(self, *, max_attempts: int, now: datetime | None = None) -> list[AlertRecord]:
         """Alerts to send (not given up on, past their retry backoff), with every outlet of the story so far."""
         rows = self.state.read(f"SELECT {_ALERT_FIELDS} FROM alerts WHERE status = 'pending' AND attempts < ? "
@@ -311,6 +318,11 @@ class RunStore:
         """When an alert of `kind` was last queued, per watchlist (spike quiet periods)."""
         return {r[0]: _when(r[1]) for r in self.state.read(
             "SELECT watchlist, max(created_at) FROM alerts WHERE kind = ? GROUP BY watchlist", [kind])}
+
+    def polling_since(self) -> datetime | None:
+        """When the system first polled a feed (spikes need a baseline: see newsmon.alerts.signals)."""
+        row = self.state.read("SELECT min(first_polled_at) FROM feeds")
+        return _when(row[0][0]) if row and row[0][0] else None
 
     def match_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
         """Per watchlist, (first publication time, title) of every matching story cluster since `since`."""

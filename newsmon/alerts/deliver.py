@@ -62,12 +62,14 @@ def queue_signals(wh: Warehouse, settings: AlertSettings, *, now: datetime) -> i
     if not routes:
         return 0
     window = timedelta(hours=settings.spike_hours)
-    history = wh.runs.match_history(since=now - window - timedelta(days=settings.spike_baseline_days))
-    spikes = detect_spikes(history, now=now, hours=settings.spike_hours,
-                           baseline_days=settings.spike_baseline_days, factor=settings.spike_factor,
-                           min_stories=settings.spike_min_stories, last_spike=wh.runs.last_alerts("spike"))
-    statuses = wh.archive.feed_statuses()
-    failing = failing_feeds(statuses, now=now, threshold=timedelta(hours=settings.feed_failing_hours))
-    rows = (spike_alerts(spikes, routes, hours=settings.spike_hours) + feed_alerts(failing, routes, now=now)
-            + silent_alerts(statuses, routes))
-    return wh.runs.queue_alerts(rows, now=now)
+    with wh.runs.signalling():  # two shards judging the same spike at once queue it once
+        history = wh.runs.match_history(since=now - window - timedelta(days=settings.spike_baseline_days))
+        spikes = detect_spikes(history, now=now, hours=settings.spike_hours,
+                               baseline_days=settings.spike_baseline_days, factor=settings.spike_factor,
+                               min_stories=settings.spike_min_stories, last_spike=wh.runs.last_alerts("spike"),
+                               polling_since=wh.runs.polling_since())
+        statuses = wh.archive.feed_statuses()
+        failing = failing_feeds(statuses, now=now, threshold=timedelta(hours=settings.feed_failing_hours))
+        rows = (spike_alerts(spikes, routes, hours=settings.spike_hours, baseline_days=settings.spike_baseline_days)
+                + feed_alerts(failing, routes, now=now) + silent_alerts(statuses, routes))
+        return wh.runs.queue_alerts(rows, now=now)

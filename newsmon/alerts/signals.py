@@ -2,7 +2,9 @@
 
 Spike: the stories (clusters) a watchlist matched in the last `hours` against a rolling baseline, the mean
 count per `hours` window over the `baseline_days` before. A spike needs at least `min_stories` stories and
-`factor` times the baseline; after one, the watchlist stays quiet for `hours` (one alert per spike).
+`factor` times the baseline; after one, the watchlist stays quiet for `hours` (one alert per spike). No
+baseline, no spike: until the warehouse has polled through the whole baseline period (its first poll at least
+`baseline_days` before the window), nothing is compared, so a new install's first backlog is never a spike.
 
 Feed health: a feed whose polls have failed for longer than `threshold` alerts once per failure episode
 (the key carries the last success, so a feed alerts again only after it recovered and then failed again).
@@ -25,17 +27,21 @@ class Spike:
     watchlist: str
     recent: int
     baseline: float
+    older: int  # stories in the baseline period
     window_start: datetime
     titles: tuple[str, ...]
 
 
 def detect_spikes(stories: Mapping[str, Sequence[tuple[datetime, str]]], *, now: datetime, hours: float,
                   baseline_days: float, factor: float, min_stories: int,
-                  last_spike: Mapping[str, datetime]) -> list[Spike]:
-    """`stories`: per watchlist, (first publication time, title) of each matching story cluster."""
+                  last_spike: Mapping[str, datetime], polling_since: datetime | None) -> list[Spike]:
+    """`stories`: per watchlist, (first publication time, title) of each matching story cluster;
+    `polling_since`: the warehouse's first poll (None: never polled)."""
     window = timedelta(hours=hours)
     windows = max(int(timedelta(days=baseline_days) / window), 1)
     start = now - window
+    if polling_since is None or polling_since > start - window * windows:
+        return []  # no baseline yet
     out = []
     for watchlist, items in sorted(stories.items()):
         recent = sorted((t, title) for t, title in items if start < t <= now)
@@ -44,18 +50,19 @@ def detect_spikes(stories: Mapping[str, Sequence[tuple[datetime, str]]], *, now:
         quiet = watchlist in last_spike and now - last_spike[watchlist] < window
         if len(recent) >= min_stories and len(recent) >= factor * baseline and not quiet:
             titles = tuple(title for _, title in reversed(recent))
-            out.append(Spike(watchlist, len(recent), baseline, start, titles))
+            out.append(Spike(watchlist, len(recent), baseline, older, start, titles))
     return out
 
 
-def spike_alerts(spikes: Sequence[Spike], routes: Sequence[Route], *, hours: float) -> list[AlertRecord]:
+def spike_alerts(spikes: Sequence[Spike], routes: Sequence[Route], *, hours: float,
+                 baseline_days: float) -> list[AlertRecord]:
     """One ledger row per spike x channel routed for spikes (and that watchlist)."""
     out = []
     for s in spikes:
         subject = f"spike: {s.recent} {s.watchlist} stories in {hours:g} h"
         lines = [f"{s.recent} stories matched watchlist {s.watchlist} in the {hours:g} hours to "
-                 f"{when(s.window_start + timedelta(hours=hours))}; usual: {s.baseline:.1f} per {hours:g} h.",
-                 "Latest:"]
+                 f"{when(s.window_start + timedelta(hours=hours))}, against {s.baseline:.1f} per {hours:g} h "
+                 f"usually ({s.older} in the {baseline_days:g} days before).", "Latest:"]
         lines += [f"- {clean(t, 160)}" for t in s.titles[:5]]
         hour = s.window_start.replace(minute=0, second=0, microsecond=0).isoformat()
         for ch in route_channels(routes, "spike", watchlist=s.watchlist):
