@@ -6,18 +6,28 @@ one running. `start_tied_api()` starts it first, from the main thread, as Prefec
 with its own command and settings, and two additions to the Popen call: the kernel SIGKILLs it when this process
 ends (PR_SET_PDEATHSIG, extractors.lifeline), and it imports nothing from the working folder (PYTHONSAFEPATH;
 `-m` puts the folder first on the path). Prefect's later `SubprocessASGIServer()` calls get this running one.
+
+Before any of that, a run uses a server that is already up: the one a `newsmon serve` of the same Prefect home
+started (it leaves its address in `<PREFECT_HOME>/newsmon-serve.json` while it serves). Starting a temporary
+server is most of a cold run's wall time; the run then also shows in serve's UI.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import prefect.server.api.server as prefect_server_module
 from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from extractors.lifeline import child_env, die_with_parent_hook
 
@@ -54,10 +64,58 @@ class TiedServer(SubprocessASGIServer):
                 names["subprocess"] = subprocess
 
 
+def serve_record() -> Path:
+    """Where a serving `newsmon serve` leaves its local API's address."""
+    return Path(PREFECT_HOME.value()) / "newsmon-serve.json"
+
+
+@contextmanager
+def announced(api: str) -> Iterator[None]:
+    """Leave `api` in serve_record() while the block runs (serve's local server), for runs to find."""
+    record = serve_record()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f".{record.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"api": api, "pid": os.getpid()}), encoding="utf-8")
+    tmp.replace(record)
+    try:
+        yield
+    finally:
+        with suppress(OSError, ValueError):
+            if json.loads(record.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                record.unlink()
+
+
+def running_api(timeout_s: float = 1.0) -> str | None:
+    """The API of a `newsmon serve` that is serving now (its process alive, its server healthy), else None."""
+    try:
+        found = json.loads(serve_record().read_text(encoding="utf-8"))
+        api, pid = str(found["api"]), int(found["pid"])
+        os.kill(pid, 0)
+        if not api.startswith("http://127.0.0.1:"):
+            return None
+        with urllib.request.urlopen(f"{api}/health", timeout=timeout_s) as r:
+            return api if r.status == 200 else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextmanager
+def run_api() -> Iterator[None]:
+    """The Prefect API for the flow this process runs in the block: the configured one; else the server of a
+    running `newsmon serve`; else Prefect's temporary server, started here tied to this process. Enter it from
+    the main thread: the tie is to the thread that starts the server."""
+    api = None if PREFECT_API_URL.value() else running_api()
+    if api is None:
+        start_tied_api()
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        yield
+
+
 def start_tied_api() -> bool:
     """Start Prefect's temporary API server tied to this process, unless an API is configured or the server
-    runs already. Call it from the main thread before the flow: the tie is to the thread that starts it.
-    True when this call started it."""
+    runs already. True when this call started it."""
     if PREFECT_API_URL.value() or threading.current_thread() is not threading.main_thread():
         return False
     server = TiedServer()

@@ -29,10 +29,12 @@ from prefect.types.entrypoint import EntrypointType
 
 from extractors.lifeline import SERVE_PID, child_env, die_with_parent_hook, safe_children
 from flows.digest import daily_digest
+from flows.ephemeral import announced
 from flows.maintenance import maintenance
 from flows.poll import poll_feeds
 from newsmon.config import Settings
 from newsmon.errors import NewsmonError
+from newsmon.hints import command
 
 # One poll at a time; a run due while one is going is cancelled, so late or missed slots never pile up.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
@@ -106,7 +108,7 @@ def prefect_api(startup_s: float = 120.0) -> Iterator[tuple[str, bool]]:
     try:
         _wait_healthy(api, server, startup_s)
         os.environ["PREFECT_API_URL"] = api  # flow-run processes started by serve inherit it
-        with temporary_settings(updates={PREFECT_API_URL: api}):
+        with temporary_settings(updates={PREFECT_API_URL: api}), announced(api):  # `newsmon run` uses it too
             yield api, True
     finally:
         os.environ.pop("PREFECT_API_URL", None)
@@ -117,8 +119,8 @@ def _wait_healthy(api: str, server: subprocess.Popen[bytes], startup_s: float) -
     deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise NewsmonError(f"the local Prefect server exited ({server.returncode}); run `prefect server "
-                               "start` yourself to see why, and set PREFECT_API_URL")
+            raise NewsmonError(f"the local Prefect server exited ({server.returncode}); run `{command('prefect')} "
+                               "server start` yourself to see why, and set PREFECT_API_URL")
         try:
             with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
                 if r.status == 200:

@@ -192,15 +192,15 @@ def run_once(config: Path, *, verbose: bool = False, show_progress: bool = False
     load_settings(config, check_url=url_problem)  # fail fast on a bad config or alert URL, before Prefect starts
     prefect_env(verbose)
     from flows import progress
-    from flows.ephemeral import start_tied_api
+    from flows.ephemeral import run_api
     from flows.poll import poll_feeds
     from newsmon.console import live_progress
 
     with live_progress(show_progress) as reporter:
         progress.set_reporter(reporter)
         try:
-            start_tied_api()  # Prefect's temporary API server (no PREFECT_API_URL) dies with this process
-            return poll_feeds(config=str(config.resolve()))
+            with run_api():  # serve's server if one is up, else a temporary one that dies with this process
+                return poll_feeds(config=str(config.resolve()))
         finally:
             progress.set_reporter(None)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,15 @@ def test_serve_without_a_server_starts_one_and_its_schedule_really_runs(tmp_path
                         stored = lake_query(cfg, "SELECT count(*) FROM articles")[0][0]
                     except StorageError:  # the first run is still creating the lake's tables
                         continue
+            # a `newsmon run` by hand meanwhile uses serve's server (no temporary one): its run shows there
+            record = json.loads((tmp_path / "home" / "newsmon-serve.json").read_text())
+            by_hand = subprocess.run([sys.executable, "-m", "newsmon.cli", "run", "--json", "--config", str(cfg)],
+                                     env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            ad_hoc = urllib.request.Request(f"{record['api']}/flow_runs/count", method="POST",
+                                            data=json.dumps({"flow_runs": {"deployment_id": {"is_null_": True}}})
+                                            .encode(), headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(ad_hoc, timeout=30) as r:
+                runs_by_hand = json.load(r)
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
         finally:
@@ -99,3 +110,6 @@ def test_serve_without_a_server_starts_one_and_its_schedule_really_runs(tmp_path
     out = (tmp_path / "serve.log").read_text()
     assert stored == 8, out[-3000:]
     assert "started for this serve" in out
+    assert by_hand.returncode == 0 and json.loads(by_hand.stdout)["feeds_total"] == 1, by_hand.stderr[-3000:]
+    assert runs_by_hand == 1 and record["pid"] == proc.pid
+    assert not (tmp_path / "home" / "newsmon-serve.json").exists()  # serve gone: runs start their own again
