@@ -39,6 +39,7 @@ def maintenance(config: str | None = None, report_days: float = 7.0) -> dict[str
         delivered = deliver_task(wh, settings.alerts, now)
         wh.runs.sync_alerts()
         upkeep = wh.upkeep(now=now)
+        forgotten = wh.runs.forget_signatures(before=now - timedelta(days=settings.alerts.cluster_days))
     finally:
         wh.close()
     reader = open_reader(settings.warehouse)
@@ -50,7 +51,9 @@ def maintenance(config: str | None = None, report_days: float = 7.0) -> dict[str
                           now=now)
     create_link_artifact(link=report.resolve().as_uri(), link_text="newsmon report", key="newsmon-report",
                          description=f"stories of the last {report_days:g} days")
-    logger.info("maintenance: %d signal alerts queued, %d sent, data files %d -> %d, %d rows exported, report at %s",
-                queued, delivered.sent, upkeep.files_before, upkeep.files_after, sum(n for _, n in exported), report)
+    logger.info("maintenance: %d signal alerts queued, %d sent, data files %d -> %d, %d old cluster signatures "
+                "dropped, %d rows exported, report at %s", queued, delivered.sent, upkeep.files_before,
+                upkeep.files_after, forgotten, sum(n for _, n in exported), report)
     return {"signals_queued": queued, "alerts_sent": delivered.sent, "report": str(report),
-            "exported": dict(exported), "data_files": [upkeep.files_before, upkeep.files_after]}
+            "exported": dict(exported), "data_files": [upkeep.files_before, upkeep.files_after],
+            "signatures_dropped": forgotten}

@@ -73,6 +73,12 @@ def test_a_later_copy_joins_the_stored_cluster_and_old_clusters_are_not_compared
     _, rows = wh.lake.query("SELECT articles, outlets FROM story_clusters")
     assert rows == [(2, ["Interfax", "Wire"])]
     assert wh.lake.query("SELECT DISTINCT cluster_id FROM articles")[1] == [(first[0].cluster_id,)]
+    # maintenance drops signatures older than the lookback (the bulk of the state's cluster rows): the cluster stays
+    assert wh.runs.forget_signatures(before=NOW - timedelta(days=3)) == 0
+    assert wh.runs.forget_signatures(before=NOW + timedelta(days=1)) == 1
+    assert wh.runs.recent_clusters(since=NOW - timedelta(days=3)) == []
+    assert wh.runs.forget_signatures(before=NOW + timedelta(days=1)) == 0
+    assert wh.lake.query("SELECT articles FROM story_clusters")[1] == [(2,)]
 
 
 def test_signatures_worked_out_in_the_pool_give_the_same_clusters_and_verdicts_as_the_flow_process() -> None:

@@ -58,4 +58,5 @@ def test_digest_and_maintenance_flows_run(tmp_path: Path) -> None:
     assert report.exists() and report.parent == tmp_path / "wh"
     assert "azerbaijan-invites-russian-companies-green-energy" in report.read_text()
     assert result["exported"]["articles"] == 13
+    assert result["signatures_dropped"] == 0  # every cluster is within the lookback
     assert list((tmp_path / "wh" / "export" / "articles").glob("day=*/*.parquet"))

@@ -102,6 +102,13 @@ class RunStore:
         return [ClusterRecord(r[0], r[1], r[2] or "", _when(r[3]), _when(r[4]),
                               signature=tuple(array("I", r[5]))) for r in rows]
 
+    def forget_signatures(self, *, before: datetime) -> int:
+        """Drop the text signatures of clusters made before `before`: clustering compares a new story only with
+        clusters of the last `[alerts] cluster_days`, and a signature is the bulk of a cluster's row."""
+        with self.state.tx() as cur:
+            return len(cur.execute("UPDATE clusters SET signature = NULL WHERE created_at < ? AND signature IS NOT "
+                                   "NULL RETURNING cluster_id", [ts(before)]))
+
     # -- storing a run ------------------------------------------------------------------------------
 
     def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport:
