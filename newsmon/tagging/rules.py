@@ -12,9 +12,12 @@ A watchlist is one TOML file. Top-level keys::
                                                     # of the one before (0.5: 1, .5, .25, ...)
 
 ``[zones]`` (optional) weights where a hit sits: ``title`` (2.0), ``lead`` (1.5) and ``body`` (1.0).
-The lead is the first paragraph, cut after the sentence that crosses ``lead_chars`` (300).
-``list_lines`` (0.2) multiplies hits on lines that belong to a run of three or more short lines
-without closing punctuation: headline lists and sidebars.
+The story is the text from its first prose line (60+ characters ending a sentence) to its last one;
+lines before and after it (navigation, section headers, "related" and "latest news" lists, footers)
+count ``boilerplate`` (0.2). The lead is the story's first paragraph, cut after the sentence that
+crosses ``lead_chars`` (300). Story text more than ``tail_chars`` (0: never) past the story's start
+counts ``tail`` instead of ``body``. ``list_lines`` (0.2) multiplies hits on lines that belong to a
+run of three or more short lines without closing punctuation: headline lists and sidebars.
 
 ``[proximity]`` (optional) scores two concepts seen together (see ``pairs`` below): once per sentence
 holding both (``sentence``, 2.0), per paragraph holding both in different sentences
@@ -42,6 +45,33 @@ hit also counts for (SOCAR -> azerbaijan). Terms match case- and accent-insensit
     crowd = ["third_countries"]     # concepts that turn a pair sentence into a list
     not = ["conflict"]              # NOT group: its hits ...
     not_mode = "subtract"           # ... subtract their score, or "veto" the label outright
+
+Relations (optional, for a label with ``pairs``): two sides named together are not yet a relation.
+With ``cue`` set, a pair counts fully only in a clause (a sentence cut at ``; : ( )``, spaced dashes
+and a comma before one of ``[relations] clause_words``) that also holds a cue concept: a verb or
+preposition of dealing ("signed", "supplies to", "talks with", "stake in", "between")::
+
+    cue = ["relation"]              # a clause with both sides and one of these is a relation
+    loose = 0.25                    # both sides seen together without one count this fraction
+    avoid = ["avoidance"]           # a side within [relations] window characters of one of these
+                                    # is the thing avoided ("to replace Russian gas"): not a party
+    brand = ["outlets"]             # a company (a term of a concept that implies a side) within
+                                    # [relations] brand_window characters of one of these, with no
+                                    # cue between, is a brand ("Lukoil stations"): not a party
+    mediate = ["mediation"]         # in a clause that names another party (a ``crowd`` concept), a
+                                    # side within the window of one of these, or named as a place (right
+                                    # after one of ``[relations] venue_words``, or its word ending in
+                                    # one of ``venue_endings``), is the mediator or the venue ("talks in
+                                    # Kazan hosted by Lavrov", "Moskvada"): not a party
+
+Only the two strongest sentences holding both sides and a cue (by zone: the title, then the lead) are
+judged clause by clause; other sentences holding both sides count ``loose``.
+In a clause that names another party, a side joined to it by one of ``[relations] joiners``
+("Azerbaijan and Armenia") but not to the other side is that party's counterpart: no relation when the
+other side comes after them or the clause holds a ``mediate`` concept. A relation's evidence quotes the
+clause and names the two sides; a set-aside side is negative evidence. ``[relations]`` (optional) holds
+``clause_words``, ``joiners``, ``venue_words``, ``venue_endings`` (plain words, any language), ``window``
+(40 characters) and ``brand_window`` (15 characters).
 
 Every key is checked; a mistake raises `RulesError` naming the file, the key and what is expected.
 """
@@ -73,6 +103,9 @@ class Zones:
     body: float = 1.0
     lead_chars: int = 300
     list_lines: float = 0.2
+    boilerplate: float = 0.2
+    tail: float = 1.0
+    tail_chars: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +117,18 @@ class Proximity:
     document: float = 0.25
     near: float = 1.5
     crowd_max: int = 1
+
+
+@dataclass(frozen=True)
+class Relations:
+    """How a clause is cut and when two named parties are joined."""
+
+    clause_words: tuple[str, ...] = ()
+    joiners: tuple[str, ...] = ()
+    venue_words: tuple[str, ...] = ()
+    venue_endings: tuple[str, ...] = ()
+    window: int = 40
+    brand_window: int = 15
 
 
 @dataclass(frozen=True)
@@ -108,6 +153,11 @@ class Label:
     crowd: tuple[str, ...] = ()
     not_: tuple[str, ...] = ()
     not_mode: str = "subtract"
+    cue: tuple[str, ...] = ()
+    loose: float = 1.0
+    avoid: tuple[str, ...] = ()
+    mediate: tuple[str, ...] = ()
+    brand: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +174,7 @@ class Rules:
     repeat: float
     concepts: tuple[Concept, ...]
     labels: tuple[Label, ...]
+    relations: Relations = Relations()
 
 
 class _Reader:
@@ -179,7 +230,7 @@ def parse_rules(text: str, source: str) -> Rules:
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"not valid TOML: {exc}", url=source) from exc
     top = _Reader(source, data)
-    top.only({"name", "version", "match", "repeat", "zones", "proximity", "concepts", "labels"})
+    top.only({"name", "version", "match", "repeat", "zones", "proximity", "concepts", "labels", "relations"})
     concepts = _concepts(top.table("concepts"))
     labels = _labels(top.table("labels"), {c.name for c in concepts})
     match_text = top.text("match")
@@ -188,6 +239,7 @@ def parse_rules(text: str, source: str) -> Rules:
         match=_match(top, match_text, {lab.name for lab in labels}), match_text=match_text,
         zones=_zones(top.table("zones")), proximity=_proximity(top.table("proximity")),
         repeat=top.number("repeat", 0.5, at_most=1.0), concepts=concepts, labels=labels,
+        relations=_relations(top.table("relations")),
     )
 
 
@@ -210,13 +262,29 @@ def _match(top: _Reader, text: str, labels: set[str]) -> Expr:
 
 
 def _zones(r: _Reader) -> Zones:
-    r.only({"title", "lead", "body", "lead_chars", "list_lines"})
+    r.only({"title", "lead", "body", "lead_chars", "list_lines", "boilerplate", "tail", "tail_chars"})
     d = Zones()
     return Zones(
         title=r.number("title", d.title), lead=r.number("lead", d.lead), body=r.number("body", d.body),
         lead_chars=int(r.number("lead_chars", d.lead_chars, positive=True, at_most=100_000)),
         list_lines=r.number("list_lines", d.list_lines, at_most=1.0),
+        boilerplate=r.number("boilerplate", d.boilerplate, at_most=1.0),
+        tail=r.number("tail", d.tail), tail_chars=int(r.number("tail_chars", d.tail_chars, at_most=10_000_000)),
     )
+
+
+def _relations(r: _Reader) -> Relations:
+    r.only({"clause_words", "joiners", "venue_words", "venue_endings", "window", "brand_window"})
+    d = Relations()
+    words = {}
+    for key in ("clause_words", "joiners", "venue_words", "venue_endings"):
+        folded = tuple(" ".join(fold(w).text.split()) for w in r.names(key))
+        if not all(folded):
+            raise r.fail(key, "a list of non-empty words", list(r.names(key)))
+        words[key] = folded
+    return Relations(words["clause_words"], words["joiners"], words["venue_words"], words["venue_endings"],
+                     int(r.number("window", d.window, at_most=10_000)),
+                     int(r.number("brand_window", d.brand_window, at_most=10_000)))
 
 
 def _proximity(r: _Reader) -> Proximity:
@@ -275,8 +343,9 @@ def _labels(r: _Reader, concepts: set[str]) -> tuple[Label, ...]:
 def _label(parent: _Reader, name: str, concepts: set[str]) -> Label:
     _check_name(parent, name)
     r = parent.table(name)
-    r.only({"threshold", "any", "pairs", "near", "crowd", "not", "not_mode"})
-    for key in ("any", "near", "crowd", "not"):
+    r.only({"threshold", "any", "pairs", "near", "crowd", "not", "not_mode", "cue", "loose", "avoid", "mediate",
+            "brand"})
+    for key in ("any", "near", "crowd", "not", "cue", "avoid", "mediate", "brand"):
         for ref in r.names(key):
             if ref not in concepts:
                 raise r.fail(key, f"names of defined concepts {sorted(concepts)}", ref)
@@ -286,8 +355,12 @@ def _label(parent: _Reader, name: str, concepts: set[str]) -> Label:
     mode = r.text("not_mode", "subtract")
     if mode not in ("subtract", "veto"):
         raise r.fail("not_mode", "'subtract' or 'veto'", mode)
+    for key in ("cue", "avoid", "mediate", "brand"):
+        if r.names(key) and not pairs:
+            raise r.fail(key, "a label with 'pairs' (relations are between the two sides of a pair)", key)
     return Label(name, r.number("threshold", 0, positive=True), r.names("any"), pairs,
-                 r.names("near"), r.names("crowd"), r.names("not"), mode)
+                 r.names("near"), r.names("crowd"), r.names("not"), mode, r.names("cue"),
+                 r.number("loose", 1.0, at_most=1.0), r.names("avoid"), r.names("mediate"), r.names("brand"))
 
 
 def _pairs(r: _Reader, concepts: set[str]) -> tuple[tuple[str, str], ...]:
