@@ -1,12 +1,13 @@
 """Page bytes to article text (trafilatura) and metadata (pure: no network, clock or environment).
 
 ``extract_article`` is the only way a fetched page becomes text. It refuses what is not HTML, decodes
-the bytes itself (HTTP charset, then the page's declaration, then detection), runs trafilatura without
-comments, and retries once in recall mode when the first pass finds too little. Title, author and site
-name come from extractors.pagemeta, the date from extractors.metadata (trafilatura's own metadata pass
-cost ~8 ms a page, mostly for fields newsmon never uses: python -m bench.metadata_quality). The fallback
-for a page that cannot be fetched or extracted is extractors.summary.from_feed. Everything here is
-module-level and picklable, so it can run in a process pool.
+the bytes itself (HTTP charset, then the page's declaration, then detection), removes link blocks from the
+tree, runs trafilatura without comments, drops link lines ("Read more: <headline>", teaser cards: see
+extractors.linkblocks) from its output, and retries once in recall mode when the first pass finds too
+little. Title, author and site name come from extractors.pagemeta, the date from extractors.metadata
+(trafilatura's own metadata pass cost ~8 ms a page, mostly for fields newsmon never uses: python -m
+bench.metadata_quality). The fallback for a page that cannot be fetched or extracted is
+extractors.summary.from_feed. Everything here is module-level and picklable, so it can run in a process pool.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from trafilatura.settings import Document
 
 from extractors.encoding import charset_from_content_type, decode_html
 from extractors.language import choose_language, declared_language, detect_language
-from extractors.linkblocks import prune_link_blocks
+from extractors.linkblocks import LinkLines, LinkStats, link_lines, prune_link_blocks
 from extractors.metadata import canonical_url, published_at
 from extractors.pagemeta import json_ld_objects, page_meta
 from extractors.sniff import inflate, refuse_non_html
@@ -37,7 +38,8 @@ MIN_WORDS = 25
 # Chosen by measurement (python -m bench.extraction_quality). On the 181-page article-extraction
 # benchmark favor_precision lifted token P/R/F1 from 0.947/0.977/0.962 to 0.966/0.975/0.971 and kept
 # snippet F1 on trafilatura's 898 evaluation pages level (0.927 -> 0.926); fast=True saved ~25% of the
-# time but lost recall on both. With link-block pruning the pipeline scores 0.970/0.980/0.975 there.
+# time but lost recall on both. With link-block pruning the pipeline scores 0.970/0.980/0.975 there,
+# with the link-line filter as well 0.973/0.978/0.975.
 TRAFILATURA_OPTIONS: dict[str, Any] = {
     "include_comments": False,
     "include_tables": True,
@@ -85,8 +87,9 @@ def _extract(
     decoded = decode_html(body, http_encoding or charset_from_content_type(content_type))
     notes = [f"charset {decoded.encoding} ({decoded.source})"] if decoded.source == "detected" else []
     tree = _parse(decoded.text, url)
-    prune_link_blocks(tree)
-    document, status = _extract_text(tree, url, notes)
+    links = LinkStats(tree)
+    prune_link_blocks(tree, links)
+    document, status = _extract_text(tree, url, notes, link_lines(tree, links))
     json_ld = json_ld_objects(tree)
     meta = page_meta(tree, json_ld)
     published, date_note = published_at(tree, json_ld, url, feed_date)
@@ -112,13 +115,14 @@ def _parse(text: str, url: str) -> HtmlElement:
     return tree
 
 
-def _extract_text(tree: HtmlElement, url: str, notes: list[str]) -> tuple[Document, str]:
-    """One normal pass, then one recall pass if the first found fewer than MIN_WORDS words."""
-    first = _run_trafilatura(tree, url, recall=False)
+def _extract_text(tree: HtmlElement, url: str, notes: list[str], lines: LinkLines) -> tuple[Document, str]:
+    """One normal pass, then one recall pass if the first found fewer than MIN_WORDS words (link lines
+    dropped from both before counting)."""
+    first = _run_trafilatura(tree, url, lines, recall=False)
     words = _word_count(first)
     if words >= MIN_WORDS and first is not None:
         return first, "ok"
-    second = _run_trafilatura(tree, url, recall=True)
+    second = _run_trafilatura(tree, url, lines, recall=True)
     if second is None or _word_count(second) < MIN_WORDS:
         raise ExtractionEmpty(
             f"no article text found ({max(words, _word_count(second))} words, recall retry included); "
@@ -129,11 +133,14 @@ def _extract_text(tree: HtmlElement, url: str, notes: list[str]) -> tuple[Docume
     return second, "recall"
 
 
-def _run_trafilatura(tree: HtmlElement, url: str, *, recall: bool) -> Document | None:
+def _run_trafilatura(tree: HtmlElement, url: str, lines: LinkLines, *, recall: bool) -> Document | None:
     """Text only: title, author, site name and date come from extractors.pagemeta and .metadata."""
     options = TRAFILATURA_OPTIONS | ({"favor_recall": True, "favor_precision": False} if recall else {})
     result = bare_extraction(tree, url=url, with_metadata=False, **options)
-    return result if isinstance(result, Document) else None
+    if not isinstance(result, Document):
+        return None
+    result.text = lines.drop_from(result.text or "")
+    return result
 
 
 def _word_count(document: Document | None) -> int:
