@@ -1,8 +1,10 @@
-"""Find a site's feed: the URL itself when it is one, else the page's `<link rel="alternate">` feeds."""
+"""Find a site's feed: the URL itself when it is one, else the page's `<link rel="alternate">` feeds (its only
+one, or the list of them to choose from, or every one)."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
@@ -14,7 +16,7 @@ from newsmon.records import FeedSpec
 
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml",
               "text/xml", "application/feed+json")
-MAX_CANDIDATES = 5
+MAX_CANDIDATES = 20  # announced feeds tried by `feeds add --all` (a page may announce hundreds)
 
 
 class _AlternateLinks(HTMLParser):
@@ -42,19 +44,35 @@ def feed_links(html: bytes, base_url: str) -> list[tuple[str, str]]:
     return [(t, u) for u, t in seen.items()]
 
 
-def discover_feed(url: str, settings: HttpSettings) -> FeedSpec:
-    """The feed at `url`, or the first feed its page links to that really parses; FeedParseError if none."""
-    return asyncio.run(_discover(url, settings))
+@dataclass(frozen=True)
+class Discovered:
+    """What `feeds add URL` found: `feeds` checked to parse (the URL itself when it is a feed, the page's only
+    announced feed, or with every_feed each announced feed that parses), `announced` (title, URL) when the page
+    announces several and none was chosen, and `failed`: each announced feed tried that did not parse, and why."""
+
+    feeds: tuple[FeedSpec, ...]
+    announced: tuple[tuple[str, str], ...] = ()
+    failed: tuple[str, ...] = ()
 
 
-async def _discover(url: str, settings: HttpSettings) -> FeedSpec:
+def discover_feeds(url: str, settings: HttpSettings, *, every_feed: bool = False) -> Discovered:
+    """The feed at `url`; else the feed its page announces (`<link rel="alternate">`), or, when it announces
+    several, the list of them unless `every_feed` (then every one that parses). FeedParseError when the page
+    announces none, or none of those tried parses."""
+    return asyncio.run(_discover(url, settings, every_feed))
+
+
+async def _discover(url: str, settings: HttpSettings, every_feed: bool) -> Discovered:
     async with Fetcher(settings) as fetcher:
         resp = await fetcher.get(url, max_bytes=settings.max_page_bytes)
         try:
             doc = read_feed(resp.body, url, base_url=resp.final_url, headers=resp.headers)
-            return FeedSpec(doc.title or url, url)
+            return Discovered((FeedSpec(doc.title or url, url),))
         except FeedParseError:
             candidates = feed_links(resp.body, resp.final_url)
+        if len(candidates) > 1 and not every_feed:
+            return Discovered((), tuple(candidates))
+        found: list[FeedSpec] = []
         tried = []
         for title, candidate in candidates[:MAX_CANDIDATES]:
             try:
@@ -63,6 +81,11 @@ async def _discover(url: str, settings: HttpSettings) -> FeedSpec:
             except (FetchError, FeedParseError) as exc:
                 tried.append(f"{candidate} ({exc})")
                 continue
-            return FeedSpec(doc.title or title or candidate, candidate)
+            found.append(FeedSpec(doc.title or title or candidate, candidate))
+    if len(candidates) > MAX_CANDIDATES:
+        tried.append(f"{len(candidates) - MAX_CANDIDATES} more announced feed(s) not tried (only the first "
+                     f"{MAX_CANDIDATES} are): add them by URL")
+    if found:
+        return Discovered(tuple(found), failed=tuple(tried))
     detail = ("; tried " + ", ".join(tried)) if tried else "; the page announces no <link rel=\"alternate\"> feed"
     raise FeedParseError(f"no RSS/Atom feed found{detail}", url=url)

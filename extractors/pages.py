@@ -20,6 +20,7 @@ from extractors.budget import LeftForLater, PageBudget
 from extractors.http import Fetcher
 from extractors.lifeline import safe_children
 from extractors.rawpages import unpack
+from extractors.robots import RobotsCache, RobotsCheck
 from extractors.summary import from_feed
 from extractors.worker import PageOutcome, extract_page, pool_worker_init, warm_up
 from newsmon.config import HttpSettings
@@ -44,19 +45,21 @@ class Fetched:
 def fetch_articles(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings, *,
                    now: datetime, workers: int | None = None, keep_raw: bool = False,
                    on_page: Callable[[], None] | None = None, pool: Executor | None = None,
-                   budget: PageBudget | None = None) -> Fetched:
+                   budget: PageBudget | None = None, robots: RobotsCache | None = None) -> Fetched:
     """Fetch and extract the pages of `entries`; with keep_raw, also their compressed bodies.
 
     `pool` is an `extraction_pool` shared by several calls (a run's batches); without one, a pool sized to
     this call is started and stopped. `on_page` is called once per finished page (progress display).
-    `budget` is the run's time budget for pages, shared by its batches (one from `settings` when None).
+    `budget` is the run's time budget for pages, shared by its batches (one from `settings` when None);
+    `robots` the run's robots.txt per host, shared too (with `[http] robots`; a fresh one when None).
     """
     tick = on_page or (lambda: None)
     budget = budget or PageBudget.from_settings(settings)
+    robots = (robots or RobotsCache()) if settings.robots else None
     if pool is not None:
-        return asyncio.run(_fetch_all(entries, feed_names, settings, now, pool, keep_raw, tick, budget))
+        return asyncio.run(_fetch_all(entries, feed_names, settings, now, pool, keep_raw, tick, budget, robots))
     with extraction_pool(len(entries), workers or default_workers()) as own:
-        return asyncio.run(_fetch_all(entries, feed_names, settings, now, own, keep_raw, tick, budget))
+        return asyncio.run(_fetch_all(entries, feed_names, settings, now, own, keep_raw, tick, budget, robots))
 
 
 @contextmanager
@@ -87,16 +90,19 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
 
 async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings,
                      now: datetime, pool: Executor, keep_raw: bool, on_page: Callable[[], None],
-                     budget: PageBudget) -> Fetched:
+                     budget: PageBudget, robots_cache: RobotsCache | None = None) -> Fetched:
     in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * default_workers())
+    robots: RobotsCheck | None = None
 
     async def one(fetcher: Fetcher, pool: Executor,
                   entry: Entry) -> tuple[ExtractedText | None, str | None, RawPage | None]:
-        result = await _one(fetcher, pool, in_flight, entry, settings, keep_raw, now, budget)
+        result = await _one(fetcher, pool, in_flight, entry, settings, keep_raw, now, budget, robots)
         on_page()
         return result
 
     async with Fetcher(settings) as fetcher:
+        if robots_cache is not None:
+            robots = RobotsCheck(robots_cache, fetcher, settings.max_page_bytes, settings.timeout_s)
         order = host_round_robin(entries)
         started = await asyncio.gather(*(one(fetcher, pool, entries[i]) for i in order))
     done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
@@ -131,10 +137,16 @@ def host_round_robin(entries: Sequence[Entry]) -> list[int]:
 
 async def _one(fetcher: Fetcher, pool: Executor, in_flight: asyncio.Semaphore, entry: Entry,
                settings: HttpSettings, keep_raw: bool, now: datetime,
-               budget: PageBudget) -> tuple[ExtractedText | None, str | None, RawPage | None]:
-    """(text, error, raw page) of one entry; no text (None) when its page was left for the next run."""
+               budget: PageBudget, robots: RobotsCheck | None = None
+               ) -> tuple[ExtractedText | None, str | None, RawPage | None]:
+    """(text, error, raw page) of one entry; no text (None) when its page was left for the next run. A page
+    robots.txt disallows is not requested: the feed's summary stands in, and the error says so (fetch_log)."""
     if not entry.link:
         return await _fallback(pool, entry, "the entry has no link"), None, None
+    refused = await robots.refusal(entry.link) if robots is not None else None
+    if refused:
+        msg = f"{entry.link}: {refused}"
+        return await _fallback(pool, entry, msg), msg, None
     async with in_flight:  # a page's bytes live only inside this block
         try:
             resp = await fetcher.get(entry.link, max_bytes=settings.max_page_bytes, budget=budget)

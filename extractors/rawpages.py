@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from newsmon.errors import ExtractionError
+from newsmon.hints import command
 
 ZSTD_LEVEL = 10  # HTML: ~8x smaller at ~100 MB/s on one core; level 19 gains ~10% at a tenth of the speed
 GZIP_LEVEL = 6
@@ -41,7 +42,8 @@ def unpack(codec: str, data: bytes, *, url: str = "") -> bytes:
         if codec == "zstd":
             zstd = _zstd()
             if zstd is None:
-                raise ExtractionError("page was stored with zstd; `pip install zstandard` to read it", url=url)
+                raise ExtractionError(f"page was stored with zstd; `{command('pip')} install zstandard` to read it",
+                                      url=url)
             return bytes(zstd.ZstdDecompressor().decompress(data, max_output_size=MAX_RAW_BYTES))
     except ExtractionError:
         raise

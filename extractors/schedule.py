@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from newsmon.records import FeedSpec, FeedState
+from newsmon.records import FeedResult, FeedSpec, FeedState
 
 DUE_SLACK = timedelta(seconds=30)  # a run that starts a little early still polls a feed due "now"
 MAX_RETRY_AFTER = timedelta(hours=24)  # a buggy or hostile Retry-After cannot silence a feed for longer
@@ -25,11 +26,42 @@ def is_due(state: FeedState | None, now: datetime) -> bool:
 
 
 def split_due(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState],
-              now: datetime) -> tuple[list[FeedSpec], list[FeedSpec]]:
-    """(feeds to poll now, feeds still waiting for their next_poll_at), each in config order."""
-    due = [f for f in feeds if is_due(states.get(f.url), now)]
-    waiting = [f for f in feeds if not is_due(states.get(f.url), now)]
+              now: datetime, *, every: bool = False) -> tuple[list[FeedSpec], list[FeedSpec]]:
+    """(feeds to poll now, feeds still waiting for their next_poll_at), each in config order. With `every`
+    (`newsmon run --now`), every feed is due: backoff, Retry-After and cache floors are not waited for."""
+    due = [f for f in feeds if every or is_due(states.get(f.url), now)]
+    waiting = [f for f in feeds if not every and not is_due(states.get(f.url), now)]
     return due, waiting
+
+
+@dataclass(frozen=True)
+class Outage:
+    """No feed has worked for longer than the outage window, and none works now."""
+
+    feeds: int                         # how many feeds are configured (every one failing or backing off)
+    last_success_at: datetime | None   # the newest success of any of them; None: none ever succeeded
+    window: timedelta                  # [schedule] outage_hours
+
+
+def outage(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], results: Sequence[FeedResult],
+           now: datetime, window: timedelta) -> Outage | None:
+    """An Outage when every feed failed this run or waits in backoff (a failure before), and no feed succeeded
+    within `window` before `now`: a feed never polled successfully counts as no success (a new install whose
+    feeds all fail is an outage from its first run on). None otherwise: a feed that worked this run, or waits
+    only for a cache floor after a success, or a success within the window."""
+    if not feeds:
+        return None
+    polled = {r.feed.url: r for r in results}
+    for f in feeds:
+        result, state = polled.get(f.url), states.get(f.url)
+        if result is not None and result.ok:
+            return None
+        if result is None and (state is None or state.consecutive_failures == 0):
+            return None  # waiting for a cache floor (or not due) after a success: healthy
+    last = max((s.last_success_at for f in feeds if (s := states.get(f.url)) and s.last_success_at), default=None)
+    if last is not None and last > now - window:
+        return None
+    return Outage(len(feeds), last, window)
 
 
 def backoff_delay(failures: int, *, base: timedelta, cap: timedelta, jitter: float = 0.0) -> timedelta:

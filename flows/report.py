@@ -30,6 +30,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              f"| matches | {len(summary['matches'])} |",
              f"| alerts sent | {summary['alerts_sent']} of {summary['alerts_queued']} queued |"]
     lines += [f"| seconds: {k} | {v:.2f} |" for k, v in summary["seconds"].items()]
+    if summary.get("outage"):
+        o = summary["outage"]
+        worked = (f"has been polled successfully since {o['last_success_at']}" if o["last_success_at"]
+                  else "has ever been polled successfully")
+        lines += ["", f"**OUTAGE: none of the {o['feeds']} feeds {worked}** (each is failing or waiting in "
+                      f"backoff; [schedule] outage_hours = {o['hours']:g})"]
     if summary.get("gone_feeds"):
         lines += ["", "**GONE (HTTP 410): remove or replace these feeds in the config**", ""]
         lines += [f"- {cell(f['name'])}: {cell(f['url'])}" for f in summary["gone_feeds"]]

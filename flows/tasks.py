@@ -15,6 +15,7 @@ from prefect.utilities.annotations import quote
 
 from extractors import pages, poller
 from extractors.budget import PageBudget
+from extractors.robots import RobotsCache
 from flows import progress
 from flows.derive import Signature, tag_and_sign
 from newsmon.alerts.clusters import assign_clusters
@@ -24,7 +25,7 @@ from newsmon.config import AlertSettings, HttpSettings
 from newsmon.errors import disk_full
 from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from warehouse import StoreReport, Warehouse
-from warehouse.store import RunStore
+from warehouse.store import RunPart, RunStore
 
 T = TypeVar("T")
 
@@ -52,11 +53,13 @@ def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: 
 @task(name="fetch-extract", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: HttpSettings,
                  now: datetime, keep_raw: bool = False, tick: Callable[[], None] | None = None,
-                 pool: Executor | None = None, budget: PageBudget | None = None) -> pages.Fetched:
+                 pool: Executor | None = None, budget: PageBudget | None = None,
+                 robots: RobotsCache | None = None) -> pages.Fetched:
     """Fetch and extract one batch of new entries' pages (and pack their bodies when raw pages are kept),
-    in the run's extraction pool when given one, within the run's time budget for pages."""
+    in the run's extraction pool when given one, within the run's time budget for pages, asking each host's
+    robots.txt once per run (`robots`, shared by the run's batches)."""
     return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick, pool=pool,
-                                budget=budget)
+                                budget=budget, robots=robots)
 
 
 @task(name="tag", cache_policy=NO_CACHE)
@@ -74,10 +77,10 @@ def worth_retrying(task: object, task_run: object, state: State[Any]) -> bool:
 
 
 @task(name="store", retries=2, retry_delay_seconds=10, retry_condition_fn=worth_retrying, cache_policy=NO_CACHE)
-def store_task(runs: RunStore, batch: RunBatch, finished_at: datetime) -> StoreReport:
-    """Claim the run's stories and alerts in the state database, write its records to the lake in one commit,
-    then release its alerts for delivery (warehouse/store.py)."""
-    return runs.store_run(batch, finished_at=finished_at)
+def store_task(runs: RunStore, batch: RunBatch, finished_at: datetime, part: RunPart | None = None) -> StoreReport:
+    """Claim the run's (or its `part`'s) stories and alerts in the state database, write its records to the lake
+    in one commit, then release its alerts for delivery (warehouse/store.py)."""
+    return runs.store_run(batch, finished_at=finished_at, part=part)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)

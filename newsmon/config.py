@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsmon.errors import ConfigError
+from newsmon.hints import command, quoted
 from newsmon.records import FeedSpec
 
 ENV_CONFIG = "NEWSMON_CONFIG"
@@ -28,6 +30,10 @@ ENV_DATA_PATH = "NEWSMON_DATA_PATH"
 ENV_STATE = "NEWSMON_STATE"  # replaces [warehouse] state (e.g. a postgresql:// URL with its password)
 DEFAULT_CONFIG_NAME = "newsmon.toml"
 MAX_FEED_NAME = 200  # characters of a feed title written into the config by `feeds add` / `feeds import`
+# The contact `newsmon init` writes when it is given none: newsmon's own page, which names no operator. Every
+# run warns while a config has it (or an address at a reserved example domain, or none).
+PLACEHOLDER_CONTACT = "https://github.com/newsmon/newsmon"
+_EXAMPLE_DOMAINS = ("example", "invalid", "test", "example.com", "example.net", "example.org")
 
 # A check of one alert URL (after ${VAR} expansion): None when usable, else why not, without its secrets.
 # Injected by the commands that send (newsmon.alerts.notify.url_problem: Apprise decides), so this module
@@ -81,7 +87,8 @@ class WarehouseSettings:
 class HttpSettings:
     allow_private_networks: bool = False
     allow_hosts: tuple[str, ...] = ()  # host names, IP addresses or networks fetched although not public
-    contact_url: str = "https://github.com/newsmon/newsmon"
+    contact_url: str = PLACEHOLDER_CONTACT  # where site operators reach the operator: sent in the User-Agent
+    robots: bool = True  # honour robots.txt for article pages (extractors.robots); feeds are always fetched
     timeout_s: float = 20.0
     max_concurrency: int = 32
     max_per_host: int = 2
@@ -103,6 +110,7 @@ class ScheduleSettings:
     digest_time: str = "08:00"            # daily digest, local time in `timezone`
     timezone: str = "UTC"
     maintenance_cron: str = "30 3 * * *"  # export, checkpoint, report, feed-health alerts
+    outage_hours: float = 6.0             # no feed worked this long, all down: an outage (`newsmon run` exits 1)
 
     @property
     def digest_cron(self) -> str:
@@ -133,6 +141,8 @@ class AlertSettings:
     max_per_run: int = 10  # more alerts than this for one channel in one run go as one digest
     retry_minutes: float = 5.0  # first retry delay after a failed send; doubles each attempt
     max_attempts: int = 5
+    send_attempts: int = 3  # tries of one message within a run before it is left to a later run
+    send_backoff_s: float = 1.0  # wait before a message's second try in a run; each later wait is 3x longer
     cluster_similarity: float = 0.45
     cluster_days: float = 3.0
     spike_hours: float = 6.0
@@ -151,6 +161,7 @@ class AlertSettings:
 @dataclass(frozen=True)
 class ExtractionSettings:
     keep_raw_pages: bool = False  # compressed pages in the raw_pages table, for `newsmon reextract`
+    batch_pages: int = 500  # a run extracts, tags and stores its new pages this many at a time
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,43 @@ def default_config_text() -> str:
     return resources.files("newsmon").joinpath("default.toml").read_text(encoding="utf-8")
 
 
+def placeholder_contact(contact: str) -> bool:
+    """Whether a User-Agent contact names no one: empty, the placeholder, or at a reserved example domain."""
+    text = contact.strip()
+    if not text or text.rstrip("/") == PLACEHOLDER_CONTACT:
+        return True
+    at = text.removeprefix("mailto:").rpartition("@")[2] if "@" in text and "://" not in text else None
+    try:
+        host = (at if at is not None else urlsplit(text).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return True
+    return not host or any(host == d or host.endswith("." + d) for d in _EXAMPLE_DOMAINS)
+
+
+def contact_value(text: str, where: str = "--contact") -> str:
+    """The User-Agent contact for what an operator gave: an http(s) URL as it is, an email address as a mailto:
+    URL. ConfigError (naming `where`) for anything else, or for text a header cannot carry."""
+    given = text.strip()
+    email = given.removeprefix("mailto:")
+    if given and given.isascii() and given.isprintable() and " " not in given:
+        if re.fullmatch(r"[^@:/]+@[^@:/]+\.[^@:/]+", email):
+            return "mailto:" + email
+        try:
+            parts = urlsplit(given)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if ok:
+            return given
+    raise ConfigError(f"{where} {text!r}: expected a web page (https://...) or an email address where site "
+                      "operators can reach you")
+
+
+def with_contact(config_text: str, contact: str) -> str:
+    """A configuration's text with its first `contact_url = ...` line set to `contact`."""
+    return re.sub(r"(?m)^contact_url = .*$", lambda _: f"contact_url = {toml_string(contact)}", config_text, count=1)
+
+
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """--config PATH, else $NEWSMON_CONFIG, else ./newsmon.toml."""
     if explicit:
@@ -187,31 +235,38 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     return Path(env) if env else Path(DEFAULT_CONFIG_NAME)
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, *, check_url: UrlCheck | None = None) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, *, check_url: UrlCheck | None = None,
+                  alert_secrets: bool = True) -> Settings:
     """Read and validate the configuration file, then apply environment overrides; with `check_url`, every
-    alert URL is checked too (a ConfigError names the first unusable one, redacted by the check)."""
+    alert URL is checked too (a ConfigError names the first unusable one, redacted by the check).
+
+    `alert_secrets=False` is for commands that send nothing (sql, feeds, report, digest without --send,
+    export): a ${VAR} in an alert URL that is not set leaves that URL as written instead of failing, so
+    they run without the channels' secrets. Every command that sends loads with the default."""
     src = resolve_config_path(path)
     try:
         raw = src.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            f"{src}: no such configuration file; run `newsmon init` to write one, "
+            f"{src}: no such configuration file; run `{command()} init"
+            f"{'' if str(src) == DEFAULT_CONFIG_NAME else ' ' + quoted(src)}` to write one, "
             "or pass --config PATH (or set NEWSMON_CONFIG)") from None
     except OSError as exc:
         raise ConfigError(f"{src}: cannot read the configuration file ({exc})") from exc
-    return _settings_from_bytes(raw, src, check_url)
+    return _settings_from_bytes(raw, src, check_url, alert_secrets=alert_secrets)
 
 
-def _settings_from_bytes(raw: bytes, src: Path, check_url: UrlCheck | None = None) -> Settings:
+def _settings_from_bytes(raw: bytes, src: Path, check_url: UrlCheck | None = None, *,
+                         alert_secrets: bool = True) -> Settings:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{src}: not valid TOML ({exc})") from exc
-    return parse_settings(data, src.resolve(), dict(os.environ), check_url=check_url)
+    return parse_settings(data, src.resolve(), dict(os.environ), check_url=check_url, alert_secrets=alert_secrets)
 
 
 def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str], *,
-                   check_url: UrlCheck | None = None) -> Settings:
+                   check_url: UrlCheck | None = None, alert_secrets: bool = True) -> Settings:
     """Validate a parsed TOML document (pure: the environment is passed in)."""
     v = _Validator(source)
     v.only_keys(data, "", {"warehouse", "http", "feeds", "schedule", "alerts", "tagging",
@@ -226,19 +281,21 @@ def parse_settings(data: dict[str, Any], source: Path, env: dict[str, str], *,
     state = env.get(ENV_STATE) or v.get(wh, "warehouse", "state", str, "")
     warehouse = WarehouseSettings(
         path=_resolve(base, wh_path),
-        catalog=_location(base, catalog, env, source, ("postgres:",)),
+        catalog=_location(base, catalog, env, source, ("postgres:",), "warehouse.catalog"),
         data_path=_resolve(base, data_path) if data_path else None,
-        state=_location(base, state, env, source, ("postgresql://", "postgres://")),
+        state=_location(base, state, env, source, ("postgresql://", "postgres://"), "warehouse.state"),
     )
     http = _parse_http(v, v.table(data, "http"))
     schedule = _parse_schedule(v, v.table(data, "schedule"))
-    alerts = _parse_alerts(v, v.table(data, "alerts"), env, check_url)
+    alerts = _parse_alerts(v, v.table(data, "alerts"), env, check_url, alert_secrets)
     tag = v.table(data, "tagging")
     v.only_keys(tag, "tagging", {"rules"})
     rules = tuple(_resolve(base, p) for p in v.str_list(tag, "tagging", "rules"))
     ext = v.table(data, "extraction")
-    v.only_keys(ext, "extraction", {"keep_raw_pages"})
-    extraction = ExtractionSettings(keep_raw_pages=v.get(ext, "extraction", "keep_raw_pages", bool, False))
+    v.only_keys(ext, "extraction", {"keep_raw_pages", "batch_pages"})
+    extraction = ExtractionSettings(keep_raw_pages=v.get(ext, "extraction", "keep_raw_pages", bool, False),
+                                    batch_pages=int(v.number(ext, "extraction", "batch_pages",
+                                                             ExtractionSettings.batch_pages, minimum=1)))
     return Settings(source=source, warehouse=warehouse, http=http, feeds=_parse_feeds(v, data),
                     schedule=schedule, alerts=alerts, tagging=TaggingSettings(rules), extraction=extraction)
 
@@ -260,7 +317,8 @@ def _parse_schedule(v: _Validator, sched: dict[str, Any]) -> ScheduleSettings:
     except (ZoneInfoNotFoundError, ValueError):
         v.fail("schedule.timezone", 'an IANA time zone such as "Asia/Baku" or "UTC"', tz)
     return ScheduleSettings(interval_minutes=v.number(sched, "schedule", "interval_minutes", 15.0, minimum=0.1),
-                            cron=cron, digest_time=digest_time, timezone=tz, maintenance_cron=maintenance)
+                            cron=cron, digest_time=digest_time, timezone=tz, maintenance_cron=maintenance,
+                            outage_hours=v.number(sched, "schedule", "outage_hours", d.outage_hours, minimum=0))
 
 
 def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
@@ -270,6 +328,7 @@ def _parse_http(v: _Validator, http: dict[str, Any]) -> HttpSettings:
         allow_private_networks=v.get(http, "http", "allow_private_networks", bool, False),
         allow_hosts=_allow_hosts(v, http),
         contact_url=v.get(http, "http", "contact_url", str, d.contact_url),
+        robots=v.get(http, "http", "robots", bool, d.robots),
         timeout_s=v.number(http, "http", "timeout_s", d.timeout_s, minimum=0.1),
         max_concurrency=int(v.number(http, "http", "max_concurrency", d.max_concurrency, minimum=1)),
         max_per_host=int(v.number(http, "http", "max_per_host", d.max_per_host, minimum=1)),
@@ -309,22 +368,24 @@ def _allow_hosts(v: _Validator, http: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _parse_alerts(v: _Validator, alerts: dict[str, Any], env: dict[str, str],
-                  check_url: UrlCheck | None = None) -> AlertSettings:
+                  check_url: UrlCheck | None = None, secrets: bool = True) -> AlertSettings:
     d = AlertSettings()
     numbers = {k for k, f in d.__dataclass_fields__.items() if f.type in ("float", "int")}
     v.only_keys(alerts, "alerts", {"urls", "routes"} | numbers)
     urls = v.str_list(alerts, "alerts", "urls", secret=True)
     if env.get(ENV_ALERT_URLS):
         urls = env[ENV_ALERT_URLS].split()
-    expanded = tuple(_expand_env(u, env, v.source) for u in urls)
-    _check_urls(v, ENV_ALERT_URLS if env.get(ENV_ALERT_URLS) else "alerts.urls", expanded, check_url)
+    where = ENV_ALERT_URLS if env.get(ENV_ALERT_URLS) else "alerts.urls"
+    expanded = tuple(_expand_env(u, env, v.source, f"{where}[{i}]", strict=secrets) for i, u in enumerate(urls))
+    _check_urls(v, where, expanded, check_url)
     nums: dict[str, Any] = {}
     for k in sorted(numbers):
         val = v.number(alerts, "alerts", k, getattr(d, k), minimum=0)
         nums[k] = int(val) if d.__dataclass_fields__[k].type == "int" else val
-    if nums["cluster_similarity"] > 1 or nums["max_attempts"] < 1:
-        v.fail("alerts", "cluster_similarity <= 1 and max_attempts >= 1")
-    return AlertSettings(urls=expanded, routes=_parse_routes(v, alerts.get("routes", []), env, check_url), **nums)
+    if nums["cluster_similarity"] > 1 or nums["max_attempts"] < 1 or nums["send_attempts"] < 1:
+        v.fail("alerts", "cluster_similarity <= 1, max_attempts >= 1 and send_attempts >= 1")
+    return AlertSettings(urls=expanded, routes=_parse_routes(v, alerts.get("routes", []), env, check_url, secrets),
+                         **nums)
 
 
 def _check_urls(v: _Validator, where: str, urls: Sequence[str], check_url: UrlCheck | None) -> None:
@@ -335,7 +396,7 @@ def _check_urls(v: _Validator, where: str, urls: Sequence[str], check_url: UrlCh
 
 
 def _parse_routes(v: _Validator, routes: Any, env: dict[str, str],
-                  check_url: UrlCheck | None = None) -> tuple[Route, ...]:
+                  check_url: UrlCheck | None = None, secrets: bool = True) -> tuple[Route, ...]:
     if not isinstance(routes, list):
         v.fail("alerts.routes", "an array of tables: [[alerts.routes]] with name and urls")
     out = []
@@ -347,7 +408,8 @@ def _parse_routes(v: _Validator, routes: Any, env: dict[str, str],
         urls = v.str_list(r, where, "urls", secret=True)
         if not urls:
             v.fail(f"{where}.urls", "at least one Apprise URL")
-        expanded = tuple(_expand_env(u, env, v.source) for u in urls)
+        expanded = tuple(_expand_env(u, env, v.source, f"{where}.urls[{k}]", strict=secrets)
+                         for k, u in enumerate(urls))
         _check_urls(v, f"{where}.urls", expanded, check_url)
         events = v.str_list(r, where, "events") or list(EVENTS)
         if not set(events) <= set(EVENTS):
@@ -391,7 +453,7 @@ def append_feeds(path: Path, feeds: Sequence[FeedSpec]) -> list[FeedSpec]:
     and only then renamed over it; on any failure the old file is untouched and ConfigError says why.
     """
     target = path.resolve()  # a symlinked config: replace the file it points at, keep the link
-    known = {f.url for f in load_settings(target).feeds}
+    known = {f.url for f in load_settings(target, alert_secrets=False).feeds}
     new: list[FeedSpec] = []
     for f in feeds:
         if f.url not in known:
@@ -462,7 +524,7 @@ def write_derived_config(source: Path, target: Path, feeds: Sequence[FeedSpec], 
         data["tagging"] = {**data["tagging"], "rules": [str(_resolve(base, str(p))) for p in data["tagging"]["rules"]]}
     data["feeds"] = [{"name": f.name, "url": f.url} for f in feeds]
     text = "".join(f"# {line}\n" for line in header) + "\n".join(_toml_lines(data, "")) + "\n"
-    _settings_from_bytes(text.encode("utf-8"), target)  # the copy must load as the original does
+    _settings_from_bytes(text.encode("utf-8"), target, alert_secrets=False)  # it must load as the original does
     tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -527,7 +589,7 @@ def _replace_checked(shown: Path, target: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, target.stat().st_mode & 0o7777)
-        _settings_from_bytes(tmp.read_bytes(), target)  # the real loader, on the bytes that would replace it
+        _settings_from_bytes(tmp.read_bytes(), target, alert_secrets=False)  # the real loader, on the new bytes
         os.replace(tmp, target)
         tmp = None
     except ConfigError as exc:
@@ -545,19 +607,24 @@ def _resolve(base: Path, p: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _location(base: Path, value: str, env: dict[str, str], source: Path, servers: tuple[str, ...]) -> str:
+def _location(base: Path, value: str, env: dict[str, str], source: Path, servers: tuple[str, ...],
+              where: str) -> str:
     """A server address (with ${VAR} secrets read from the environment), or a path resolved against `base`."""
     if not value:
         return ""
-    return _expand_env(value, env, source) if value.startswith(servers) else str(_resolve(base, value))
+    return _expand_env(value, env, source, where) if value.startswith(servers) else str(_resolve(base, value))
 
 
-def _expand_env(url: str, env: dict[str, str], source: Path) -> str:
+def _expand_env(url: str, env: dict[str, str], source: Path, where: str, *, strict: bool = True) -> str:
+    """`url` with each ${VAR} replaced from `env`; a VAR that is not set is a ConfigError naming it and `where`,
+    or (not `strict`: a command that sends nothing) leaves the reference as written."""
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in env:
-            raise ConfigError(f"{source}: an alert URL refers to ${{{name}}}, which is not set in the "
-                              "environment; export it or remove it from the URL")
+            if not strict:
+                return m.group(0)
+            raise ConfigError(f"{source}: {where} refers to ${{{name}}}, which is not set in the environment; "
+                              "export it or remove it from the URL")
         return env[name]
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, url)
 

@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from newsmon.config import placeholder_contact
+
 # Characters that act on a terminal instead of showing: C0 controls (tab and newline aside), DEL, C1 controls
 # (ESC ] 0;title BEL, ESC [ 31m, CSI as U+009B) and the bidi controls that reorder what follows (U+202E) or
 # end a line (U+2028/9). Outside text shows them as visible escapes; `_UNSAFE_IN_LINE` adds tab and newline.
@@ -87,19 +89,59 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     for f in summary["failed_feeds"]:
         console.print(line("  ", text("failed", "red"), " ", text(f["name"], one_line=True), ": ",
                            text(f["error"], one_line=True)))
+    for e in summary.get("alert_errors", []):  # the service's own reason, secrets redacted
+        console.print(line("  ", text("alert failed", "red"), " ", text(e, one_line=True)))
     for f in summary.get("gone_feeds", []):
         console.print(line("  ", text("GONE (HTTP 410)", "bold red"), " ", text(f["name"], one_line=True),
                            ": the publisher removed ", text(f["url"], one_line=True),
                            "; remove or replace it in the config"))
+    if summary.get("outage"):
+        console.print(line("  ", text("OUTAGE:", "bold red"), " ", outage_words(summary["outage"])), soft_wrap=True)
+
+
+def outage_words(outage: dict[str, Any]) -> str:
+    """A run summary's `outage` in one sentence: since when no feed worked, and what to do."""
+    from datetime import UTC, datetime
+
+    from newsmon.hints import command
+
+    last = outage.get("last_success_at")
+    worked = (f"has been polled successfully since {datetime.fromisoformat(last).astimezone(UTC):%Y-%m-%d %H:%M} "
+              f"UTC (more than [schedule] outage_hours = {outage['hours']:g} ago)" if last
+              else "has ever been polled successfully")
+    return (f"none of the {outage['feeds']} feeds {worked}; each is failing or waiting in backoff: "
+            f"`{command()} feeds` shows why, `{command()} run --now` polls them all now")
+
+
+def print_problems(summary: dict[str, Any], console: Console | None = None) -> int:
+    """What went wrong in a run, one line each on stderr (`newsmon run --quiet`): each failed feed, each failed
+    alert, the outage. Returns how many lines it printed."""
+    console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
+    lines: list[Text] = []
+    if summary.get("skipped"):
+        lines.append(line("newsmon: skipped: ", text(summary["skipped"], one_line=True)))
+    lines += [line("newsmon: feed ", text(f["name"], one_line=True), " failed: ", text(f["error"], one_line=True))
+              for f in summary.get("failed_feeds", [])]
+    lines += [line("newsmon: alert failed: ", text(e, one_line=True)) for e in summary.get("alert_errors", [])]
+    if summary.get("outage"):
+        lines.append(line("newsmon: outage: ", outage_words(summary["outage"])))
+    for ln in lines:
+        console.print(ln, soft_wrap=True)
+    return len(lines)
 
 
 def print_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
-    if fmt == "csv":
+    """Rows as `table` (rich, cut to the terminal's width), `csv` or `tsv` (a header row, then every value whole:
+    lists and structs as JSON text, text a spreadsheet would run prefixed with ') or `json` (lossless)."""
+    if fmt in ("csv", "tsv"):
         from warehouse.export import csv_cell  # the export's rule: text a spreadsheet would run gets a '
 
-        w = csv.writer(sys.stdout)
-        w.writerow([csv_cell(printable(c)) for c in cols])
-        w.writerows([csv_cell(printable(v) if isinstance(v, str) else v) for v in r] for r in rows)
+        cells = [[csv_cell(printable(c)) for c in cols]]
+        cells += [[csv_cell(flat_cell(v)) for v in r] for r in rows]
+        if fmt == "csv":
+            csv.writer(sys.stdout).writerows(cells)
+        else:
+            sys.stdout.writelines("\t".join(tsv_cell(v) for v in r) + "\n" for r in cells)
     elif fmt == "json":
         print(json_text([dict(zip(cols, r, strict=True)) for r in rows]))
     else:
@@ -110,6 +152,25 @@ def print_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> 
             t.add_row(*(text(v) for v in r))
         plain_console().print(t)
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def flat_cell(value: Any) -> Any:
+    """A value for one CSV/TSV cell: text with terminal controls made visible (`printable`), a list, tuple or
+    dict (a DuckDB LIST, STRUCT or MAP) as compact JSON text; anything else as it is."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list | tuple | dict):
+        out = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+        return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
+    return value
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_cell(value: Any) -> str:
+    """A TSV field: NULL is empty; a backslash, tab, newline or carriage return is written \\\\, \\t, \\n, \\r."""
+    return "" if value is None else str(value).translate(_TSV_ESCAPES)
 
 
 @contextmanager
@@ -146,3 +207,13 @@ def print_job_report(report: Any, console: Console | None = None) -> None:
         console.print("  no story starts or stops matching")
     for url, why in report.failed:
         console.print(line("  failed ", text(url, one_line=True), ": ", text(why, one_line=True)), soft_wrap=True)
+
+
+def contact_warning(source: object, contact: str) -> str | None:
+    """The one line every run (and `init`) prints while [http] contact_url names no one; None when it names
+    someone."""
+    if not placeholder_contact(contact):
+        return None
+    return printable(f"newsmon: warning: {source}: [http] contact_url is a placeholder ({contact or 'empty'}), sent "
+                     "in the User-Agent: set it to a web page or email address where site operators can reach you",
+                     one_line=True)

@@ -49,6 +49,11 @@ class ExtractionEmpty(ExtractionError):
     """The extractor found no article text on the page."""
 
 
+class InputError(ConfigError):
+    """A file or value given to a command (an argument, stdin) cannot be used: missing, a folder, not text. Exit 2
+    like a configuration error, but not called one."""
+
+
 class StorageError(NewsmonError):
     """The warehouse could not be opened or written."""
 
@@ -59,6 +64,15 @@ class WarehouseLocked(StorageError):
 
 class AlertError(NewsmonError):
     """An alert could not be delivered."""
+
+
+class DeliveryFailed(AlertError):
+    """The service refused a message or could not be reached (`reason`: what it said, secrets redacted); unlike
+    a URL Apprise cannot use, trying again may work."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -92,6 +106,6 @@ def out_of_space(*paths: str | os.PathLike[str], below: int = 1 << 20) -> bool:
             st = os.statvfs(folder)
         except OSError:
             continue
-        if st.f_bavail * st.f_frsize < below:
+        if st.f_blocks and st.f_bavail * st.f_frsize < below:  # no blocks at all: /proc, /sys, not a disk
             return True
     return False

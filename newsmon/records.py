@@ -48,6 +48,7 @@ class FeedState:
     next_poll_at: datetime | None = None
     effective_url: str | None = None
     last_status: int | None = None
+    last_success_at: datetime | None = None  # the last poll that worked (a 304 too); None: never
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,10 @@ class Evidence(NamedTuple):
     """Why a label scored: a rule term found at [start, end) of the original title or text.
 
     `term` is the rule pattern (``азербайдж*``), `text` the words as published (``Азербайджаном``).
+    A relation between the two sides of a pair (concept ``relation``) quotes its clause as `snippet`,
+    spans both sides and the cue that links them (`term` = their patterns in text order, joined by
+    `` … ``), and names the two sides as published in `sides`; a side set aside (Russia as the venue,
+    the mediator or the thing avoided) is negative evidence of the same shape, that side first.
     A named tuple rather than a frozen dataclass: a dense article yields ~20 of these, and building
     frozen dataclasses was a fifth of the tagger's time.
     """
@@ -320,9 +325,16 @@ class Evidence(NamedTuple):
     snippet: str
     weight: float
     text: str = ""
+    sides: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return self._asdict()
+        """The fields as a dict; `sides` only when set (term evidence keeps its old shape)."""
+        d = self._asdict()
+        if self.sides:
+            d["sides"] = list(self.sides)
+        else:
+            del d["sides"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def store(wh: Warehouse, arts: list[Article], verdicts: list[Verdict], alerts: l
 def test_a_failing_receiver_gets_each_alert_exactly_once_after_backoff_retries(tmp_path: Path) -> None:
     wh = make_warehouse(tmp_path / "w.duckdb")
     with WebhookReceiver(fail_first=4) as rx:
-        settings = AlertSettings(urls=(rx.apprise_url(),), retry_minutes=5)
+        settings = AlertSettings(urls=(rx.apprise_url(),), retry_minutes=5, send_attempts=1)  # one try per run
         arts = [art("a", 1), art("b", 2, "Gas deal"), art("b2", 1, "Gas deal", feed="TASS", cluster="c-b")]
         verdicts = [ver("a"), ver("b"), ver("b2")]
         store(wh, arts, verdicts, plan_alerts(arts, verdicts, settings.all_routes, clusters=clusters_of(*arts),
@@ -189,7 +189,7 @@ def test_a_failing_receiver_gets_each_alert_exactly_once_after_backoff_retries(t
 def test_after_max_attempts_an_alert_is_failed_and_listed(tmp_path: Path) -> None:
     wh = make_warehouse(tmp_path / "w.duckdb")
     with WebhookReceiver(fail_first=100) as rx:
-        settings = AlertSettings(urls=(rx.apprise_url(),), retry_minutes=0, max_attempts=3)
+        settings = AlertSettings(urls=(rx.apprise_url(),), retry_minutes=0, max_attempts=3, send_attempts=1)
         store(wh, [art("a", 1)], [ver("a")], plan_alerts([art("a", 1)], [ver("a")], settings.all_routes,
                                                          clusters={}, now=NOW, window=WINDOW))
         for _ in range(5):
@@ -197,8 +197,8 @@ def test_after_max_attempts_an_alert_is_failed_and_listed(tmp_path: Path) -> Non
     assert rx.attempts == 3
     wh.runs.sync_alerts()
     _, rows = wh.lake.query("SELECT status, attempts, last_error, kind, outlets FROM failed_alerts")
-    assert rows == [("failed", 3, "json://127.0.0.1: delivery failed; newsmon retries on a later run", "story",
-                     ["Feed"])]
+    assert rows == [("failed", 3, "json://127.0.0.1: delivery failed: Failed to send JSON POST notification: "
+                     "Internal server error., error=500.", "story", ["Feed"])]
 
 
 class Inbox:

@@ -58,9 +58,10 @@ def test_tag_a_file_and_stdin(tmp_path: Path) -> None:
     assert from_file["match"] is True and from_file["score"] == from_stdin["score"]
 
 
-def test_tag_rejects_bad_jsonl_with_the_line_number() -> None:
-    res = newsmon("tag", "--jsonl", stdin='{"id": 1, "text": "x"}\nnot json\n')
-    assert res.returncode == 2 and "stdin line 2: not JSON" in res.stderr
+def test_tag_skips_a_bad_jsonl_line_naming_its_number() -> None:
+    res = newsmon("tag", "--jsonl", stdin='{"id": 1, "text": "x"}\nnot json\n{"id": 3, "text": "y"}\n')
+    assert res.returncode == 1 and "stdin line 2: not JSON" in res.stderr and "skipped" in res.stderr
+    assert [json.loads(line)["id"] for line in res.stdout.splitlines()] == [1, 3]
 
 
 def test_init_writes_a_valid_config_and_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_sql_is_read_only_and_prints_a_table(tmp_path: Path) -> None:
     cfg = tmp_path / "n.toml"
     cfg.write_text('[warehouse]\npath = "w.duckdb"\n')
     make_warehouse(tmp_path / "w.duckdb").close()
-    res = newsmon("sql", "--config", str(cfg), "SELECT count(*) AS n FROM articles")
+    res = newsmon("sql", "--config", str(cfg), "--format", "table", "SELECT count(*) AS n FROM articles")
     assert res.returncode == 0 and " n " in res.stdout and "(1 row)" in res.stdout
     as_json = newsmon("sql", "--config", str(cfg), "--format", "json", "SELECT 42 AS answer")
     assert json.loads(as_json.stdout) == [{"answer": 42}]

@@ -140,4 +140,4 @@ def test_cli_retag_dry_run_prints_the_stories_that_would_flip(tmp_path: Path) ->
     assert "nothing written" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "newsmon.cli", "retag", "--since", "yesterday", "--config",
                           str(cfg)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "not a date" in bad.stderr
+    assert bad.returncode == 2 and "expected a duration like 30m" in bad.stderr and "yesterday" in bad.stderr

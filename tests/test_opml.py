@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from extractors.discovery import discover_feed, feed_links
+from extractors.discovery import Discovered, discover_feeds, feed_links
 from extractors.opml import parse_opml, to_opml
 from newsmon.cli import main
 from newsmon.config import HttpSettings, load_settings
@@ -61,27 +61,31 @@ def test_feed_links_reads_alternate_feeds_in_page_order_against_base() -> None:
                                                          ("All news", "https://site.example/feeds/all.xml")]
 
 
-def test_discovery_skips_announced_feeds_that_do_not_parse(routes: RouteServer) -> None:
+def test_discovery_lists_several_announced_feeds_and_with_every_feed_skips_those_that_do_not_parse(
+        routes: RouteServer) -> None:
     routes.add("/", body=PAGE.replace(b'<base href="/news/">', b""), content_type="text/html")
     feed = routes.add("/feeds/all.xml", body=RSS)
-    assert discover_feed(routes.base_url + "/", OPEN) == FeedSpec('Caspian "Ledger"', feed)
-    assert discover_feed(feed, OPEN) == FeedSpec('Caspian "Ledger"', feed)  # a feed URL is taken as is
+    missing = routes.base_url + "/missing.xml"
+    assert discover_feeds(routes.base_url + "/", OPEN) == Discovered((), (("Missing", missing), ("All news", feed)))
+    found = discover_feeds(routes.base_url + "/", OPEN, every_feed=True)
+    assert found.feeds == (FeedSpec('Caspian "Ledger"', feed),) and found.failed[0].startswith(f"{missing} (")
+    assert discover_feeds(feed, OPEN) == Discovered((FeedSpec('Caspian "Ledger"', feed),))  # a feed URL as is
     routes.add("/bare", body=b"<html><head></head></html>", content_type="text/html")
     with pytest.raises(FeedParseError, match="announces no"):
-        discover_feed(routes.base_url + "/bare", OPEN)
+        discover_feeds(routes.base_url + "/bare", OPEN)
 
 
 def test_cli_feeds_add_import_export(routes: RouteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     routes.add("/", body=PAGE.replace(b'<base href="/news/">', b""), content_type="text/html")
     feed = routes.add("/feeds/all.xml", body=RSS)
     cfg = write_config(tmp_path, [("Old", "https://old.example/rss")])
-    assert main(["feeds", "add", routes.base_url + "/", "--config", str(cfg)]) == 0
+    assert main(["feeds", "add", routes.base_url + "/", "--all", "--config", str(cfg)]) == 0
     assert main(["feeds", "add", feed, "--config", str(cfg)]) == 0
     assert "already in" in capsys.readouterr().out
     opml = tmp_path / "reader.opml"
     opml.write_bytes(OPML)
     assert main(["feeds", "import", str(opml), "--config", str(cfg)]) == 0
-    assert "imported 3 new feed(s) of 3" in capsys.readouterr().out
+    assert "imported 3 new feed(s) of 5 feed outline(s)" in capsys.readouterr().out
     assert main(["feeds", "import", str(opml), "--config", str(cfg)]) == 0
     assert "imported 0 new" in capsys.readouterr().out
     names = [f.name for f in load_settings(cfg).feeds]

@@ -96,7 +96,7 @@ def test_shards_first_runs_create_one_new_warehouse_at_once(postgres, tmp_path: 
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [e[-1500:] for e in errors]
     wh = open_warehouse(s)
-    assert q(wh, "SELECT value FROM meta WHERE key = 'lake_version'") == [("1",)]
+    assert q(wh, "SELECT value FROM meta WHERE key = 'lake_version'") == [("2",)]
 
 
 def test_upkeep_beside_a_write_in_progress_loses_nothing(postgres, tmp_path: Path) -> None:

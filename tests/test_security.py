@@ -46,7 +46,7 @@ def test_newsmon_run_with_the_default_config_refuses_a_loopback_feed_before_any_
     cfg = default_config_with(tmp_path, url)
     assert load_settings(cfg).http.allow_private_networks is False
     code = cli.main(["run", "--config", str(cfg), "--quiet"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # --quiet: only what failed, one line each on stderr
     assert code == cli.EXIT_FEEDS_FAILED
     assert routes.hits == []  # nothing reached the server
     assert url in out and "refused before any request" in out

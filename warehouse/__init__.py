@@ -20,6 +20,7 @@ from warehouse.lake import Lake
 from warehouse.legacy import legacy_file, migrate_if_needed
 from warehouse.maintenance import Upkeep, compact, export
 from warehouse.sandbox import SqlSession
+from warehouse.schema import LAKE_VERSION
 from warehouse.state import StateDB
 from warehouse.store import DeliveryOutcome, RunStore, StoreReport
 
@@ -78,7 +79,18 @@ def open_reader(settings: WarehouseSettings) -> Reader:
     """The lake attached read-only (a fresh snapshot per query outside a transaction)."""
     if legacy_file(settings) is not None:  # not migrated yet: the first run (or `newsmon migrate`) does it
         open_warehouse(settings).close()
-    return Reader(Lake(location(settings), read_only=True))
+    lake = Lake(location(settings), read_only=True)
+    if _behind(lake):  # made by an earlier release: brought up to date (new views) as a run would
+        lake.close()
+        open_warehouse(settings).close()
+        lake = Lake(location(settings), read_only=True)
+    return Reader(lake)
+
+
+def _behind(lake: Lake) -> bool:
+    """Whether the lake's schema is older than this release's (a run has not migrated it yet)."""
+    row = lake.read("SELECT max(CAST(value AS INTEGER)) FROM meta WHERE key = 'lake_version'")
+    return bool(row) and row[0][0] is not None and int(row[0][0]) < LAKE_VERSION
 
 
 def open_sql_session(settings: WarehouseSettings) -> SqlSession:
@@ -87,4 +99,9 @@ def open_sql_session(settings: WarehouseSettings) -> SqlSession:
     never attached to it."""
     if legacy_file(settings) is not None:
         open_warehouse(settings).close()
-    return SqlSession(location(settings))
+    session = SqlSession(location(settings))
+    if _behind(session.lake):
+        session.close()
+        open_warehouse(settings).close()
+        session = SqlSession(location(settings))
+    return session

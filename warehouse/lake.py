@@ -22,6 +22,7 @@ import duckdb
 import psycopg
 
 from newsmon.errors import StorageError
+from newsmon.hints import command
 from warehouse.attach import LAKE_ALIAS, LakeLocation, attach_sql, load_sql, redact
 from warehouse.lake_rows import Row, columns
 from warehouse.schema import LAKE_VERSION, MIGRATIONS
@@ -193,7 +194,7 @@ class Lake:
         self._lock = threading.RLock()
         self._writing = False  # this Lake holds the writer turn (so a write inside the open takes it once)
         if read_only and not loc.exists():
-            raise StorageError(f"{loc.shown}: no warehouse here yet; run `newsmon run` first")
+            raise StorageError(f"{loc.shown}: no warehouse here yet; run `{command()} run` first")
         if read_only:
             self._con = connect(loc, read_only=True, session=session)
             try:

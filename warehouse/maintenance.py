@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from warehouse.attach import LAKE_ALIAS
-from warehouse.export import SOURCES, export_statements
+from warehouse.export import EMPTY_PARTITION, NOT_EXPORTED, export_statements, is_nested
 from warehouse.lake import Lake
 
 # Parquet files no snapshot names and this old (by their mtime) are a dead writer's; younger ones may belong to
@@ -51,15 +51,25 @@ def compact(lake: Lake, *, now: datetime, keep: timedelta = timedelta(days=7)) -
 
 
 def export(lake: Lake, out_dir: Path, fmt: str, *, since: datetime | None = None) -> list[tuple[str, int]]:
-    """Copy every table (rows since `since`) to files under `out_dir`; return (table, rows) pairs. In CSV, text
-    cells that a spreadsheet would run as formulas are neutralised (warehouse/export.py)."""
+    """Copy every table and view (rows since `since`) to files under `out_dir`; return (name, rows) pairs. In
+    CSV, text cells that a spreadsheet would run as formulas are neutralised and nested values written as JSON
+    (warehouse/export.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = None
-    if fmt == "csv":  # each table's text columns, for the CSV formula rule
-        text = {t: [r[0] for r in lake.read(f"DESCRIBE SELECT * FROM {t}") if r[1] == "VARCHAR"] for t in SOURCES}
+    names = [r[0] for r in lake.read(
+        f"SELECT table_name FROM duckdb_tables() WHERE database_name = '{LAKE_ALIAS}' AND schema_name = 'main' "
+        f"UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = '{LAKE_ALIAS}' "
+        "AND schema_name = 'main' AND NOT internal")]
+    text = nested = None
+    if fmt == "csv":  # each table's text columns (the CSV formula rule) and nested ones (written as JSON)
+        types = {t: lake.read(f'DESCRIBE SELECT * FROM "{t}"') for t in names if t not in NOT_EXPORTED}
+        text = {t: [r[0] for r in cols if r[1] == "VARCHAR"] for t, cols in types.items()}
+        nested = {t: [r[0] for r in cols if is_nested(str(r[1]))] for t, cols in types.items()}
     done = []
-    for table, count_sql, copy_sql, params in export_statements(out_dir, fmt, since, text):
-        row = lake.read(count_sql, params)
-        lake.execute(copy_sql, params)
-        done.append((table, int(row[0][0]) if row else 0))
+    for step in export_statements(out_dir, fmt, since, text, nested, names):
+        row = lake.read(step.count_sql, step.params)
+        lake.execute(step.copy_sql, step.params)
+        if step.if_empty and not any((out_dir / step.table).glob("*/*.parquet")):
+            (out_dir / step.table / EMPTY_PARTITION).mkdir(parents=True, exist_ok=True)
+            lake.execute(step.if_empty, step.params)
+        done.append((step.table, int(row[0][0]) if row else 0))
     return done

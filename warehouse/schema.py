@@ -7,7 +7,7 @@ LAKE_VERSION counts changes to this schema; MIGRATIONS[n] brings a lake from n t
 
 from __future__ import annotations
 
-LAKE_VERSION = 1
+LAKE_VERSION = 2
 
 EVIDENCE_TYPE = ('STRUCT(term VARCHAR, concept VARCHAR, "where" VARCHAR, "start" INTEGER, "end" INTEGER, '
                  'snippet VARCHAR, weight DOUBLE, text VARCHAR)[]')
@@ -67,6 +67,8 @@ SELECT al.alert_id, al.status, al.attempts, al.channel_name, al.watchlist, al.cr
        al.next_attempt_at, al.delivery_key
 FROM alerts al LEFT JOIN articles a USING (article_id)""",
     "failed_alerts": "SELECT * FROM alert_ledger WHERE status = 'failed'",
+    # last_result: what the last poll came to. Its phrases for a timeout and an oversized body are the messages
+    # extractors/http.py gives (tests/test_counts_output.py runs each through a real poll).
     "feed_health": """
 WITH stats AS (
     SELECT feed_url, count(*) AS articles_stored, max(published_at) AS newest_article_at,
@@ -91,13 +93,26 @@ SELECT f.feed_url AS url, f.name, f.last_status, f.last_error, f.consecutive_fai
                 AND s.last_new_at < f.last_polled_at - greatest(INTERVAL 1 DAY,
                                                      to_seconds(4 * 3600 * coalesce(g.usual_gap_hours, 24))),
                 false) AS silent,
-       coalesce(f.last_status = 410, false) AS gone
+       coalesce(f.last_status = 410, false) AS gone,
+       CASE WHEN f.last_polled_at IS NULL THEN 'not polled yet'
+            WHEN f.last_error IS NULL AND f.last_status = 304 THEN 'not modified (HTTP 304)'
+            WHEN f.last_error IS NULL THEN 'ok' || coalesce(' (HTTP ' || f.last_status || ')', '')
+            WHEN f.last_status >= 400 THEN 'HTTP ' || f.last_status
+            WHEN f.last_error LIKE '%-byte cap%' THEN 'too large' || coalesce(' (HTTP ' || f.last_status || ')', '')
+            WHEN f.last_status IS NOT NULL THEN 'parse error (HTTP ' || f.last_status || ')'
+            WHEN regexp_matches(f.last_error, 'timed out \\(|no complete answer within|cut off after') THEN 'timeout'
+            ELSE 'fetch failed' END AS last_result
 FROM feeds f LEFT JOIN stats s USING (feed_url) LEFT JOIN gaps g USING (feed_url)""",
     "daily_counts": """
 SELECT CAST(coalesce(a.published_at, a.fetched_at) AT TIME ZONE 'UTC' AS DATE) AS day, a.feed_name AS source,
        t.watchlist, t.label, count(*) AS articles
 FROM articles a JOIN tags t USING (article_id)
 WHERE t.passed
+GROUP BY ALL""",
+    "match_daily_counts": """
+SELECT CAST(coalesce(published_at, fetched_at) AT TIME ZONE 'UTC' AS DATE) AS day, source, watchlist,
+       count(DISTINCT article_id) AS matches
+FROM matches
 GROUP BY ALL""",
     "tag_evidence": """
 SELECT t.article_id, t.watchlist, t.label, t.passed, t.score, t.rules_version,
@@ -112,5 +127,10 @@ def _create_all() -> str:
     return ";\n".join(tables + views)
 
 
+def _replace_views() -> str:
+    return ";\n".join(f"CREATE OR REPLACE VIEW {name} AS {sql.strip()}" for name, sql in VIEWS.items())
+
+
 # MIGRATIONS[n] brings a lake from version n to n + 1 (0 = empty catalog).
-MIGRATIONS: dict[int, str] = {0: _create_all()}
+# 1 -> 2: `match_daily_counts` (matches per day; `daily_counts` counts label passes) and feed_health.last_result.
+MIGRATIONS: dict[int, str] = {0: _create_all(), 1: _replace_views()}

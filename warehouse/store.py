@@ -8,6 +8,11 @@ A run is stored in three steps, each one transaction:
 3. finish (state): the run's alerts become deliverable.
 A run that dies between 1 and 3 is found by the next one: if its run row reached the lake it is finished,
 otherwise its claims are released and its feeds' validators cleared, so its entries are fetched again.
+
+A large run is stored in parts (flows.poll stores each extraction batch as it finishes, see RunPart): each part
+goes through the same three steps under its own claim id; only the last carries the feed results and the run's
+row (poll_runs). A part's lake commit is labelled with its claim id (the snapshot's commit_extra_info), which
+is how recovery tells a part that reached the lake from one that did not.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from newsmon.records import (
     url_key,
 )
 from warehouse import lake_rows as lr
+from warehouse.attach import LAKE_ALIAS
 from warehouse.lake import Lake, insert, replace_rows
 from warehouse.state import Cursor, StateDB, dt, ts
 
@@ -50,10 +56,30 @@ class StoreReport:
 
     articles: int
     claimed_elsewhere: int = 0
+    matches: int = 0  # matching verdicts stored
+    alerts: int = 0  # story alerts claimed
 
     def describe(self) -> str:
         extra = f", {self.claimed_elsewhere} already stored by another run" if self.claimed_elsewhere else ""
         return f"stored {self.articles} articles{extra}"
+
+    def __add__(self, other: StoreReport) -> StoreReport:
+        return StoreReport(self.articles + other.articles, self.claimed_elsewhere + other.claimed_elsewhere,
+                           self.matches + other.matches, self.alerts + other.alerts)
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """One part of a run stored in several (one extraction batch): its number and whether it is the run's
+    last. Each part is claimed, written (one lake commit) and finished on its own, under the claim id
+    `<run_id>.<number>`; the last part carries the run's feed results (validators, next poll: stored only once
+    every entry of the run is) and writes the run's poll_runs row, with the totals of the parts before it
+    (`earlier`). A run that dies after some parts keeps them; the next run re-reads its feeds and finds the
+    stored entries known."""
+
+    number: int
+    last: bool
+    earlier: StoreReport = StoreReport(0)
 
 
 @dataclass(frozen=True)
@@ -76,8 +102,8 @@ class RunStore:
 
     def feed_states(self) -> dict[str, FeedState]:
         rows = self.state.read("SELECT feed_url, etag, last_modified, body_hash, consecutive_failures, "
-                               "next_poll_at, effective_url, last_status FROM feeds")
-        return {r[0]: FeedState(r[0], r[1], r[2], r[3], r[4], dt(r[5]), r[6], r[7]) for r in rows}
+                               "next_poll_at, effective_url, last_status, last_success_at FROM feeds")
+        return {r[0]: FeedState(r[0], r[1], r[2], r[3], r[4], dt(r[5]), r[6], r[7], dt(r[8])) for r in rows}
 
     def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]:
         """The story behind each known alias (GUID, normalised link or title+date fingerprint)."""
@@ -111,30 +137,35 @@ class RunStore:
 
     # -- storing a run ------------------------------------------------------------------------------
 
-    def store_run(self, batch: RunBatch, *, finished_at: datetime) -> StoreReport:
-        """Store a run once: storing it again (a retried task) changes nothing."""
-        kept = self._claim(batch, finished_at)
+    def store_run(self, batch: RunBatch, *, finished_at: datetime, part: RunPart | None = None) -> StoreReport:
+        """Store a run (or one `part` of it) once: storing it again (a retried task) changes nothing."""
+        claim_id = batch.run_id if part is None else f"{batch.run_id}.{part.number}"
+        kept = self._claim(batch, finished_at, claim_id)
         if kept is None:
             return StoreReport(0)
+        earlier = StoreReport(0) if part is None else part.earlier if part.last else None
         try:
-            self.lake.write(lambda con: self._write_run(con, kept, finished_at))
+            self.lake.write(lambda con: self._write_run(con, kept, finished_at, claim_id, earlier))
         except BaseException:
-            self._release(batch.run_id)
+            self._release(claim_id)
             raise
-        self._finish(batch.run_id, finished_at)
-        return StoreReport(len(kept.articles), len(batch.articles) - len(kept.articles))
+        self._finish(claim_id, finished_at)
+        return StoreReport(len(kept.articles), len(batch.articles) - len(kept.articles),
+                           sum(1 for v in kept.verdicts if v.match), len(kept.alerts))
 
-    def _claim(self, batch: RunBatch, now: datetime) -> RunBatch | None:
-        """The run as far as it now owns its stories (None: the run was stored before)."""
+    def _claim(self, batch: RunBatch, now: datetime, claim_id: str) -> RunBatch | None:
+        """The run as far as it now owns its stories (None: the run was stored before). State rows carry
+        `claim_id` (the run's id, or its part's), lake rows the run's id."""
         with self.state.tx() as cur:
-            before = cur.one("SELECT state FROM runs WHERE run_id = ?", [batch.run_id])
+            before = cur.one("SELECT state FROM runs WHERE run_id = ?", [claim_id])
             if before is not None and before[0] != "released":
                 return None
-            cur.execute("DELETE FROM runs WHERE run_id = ?", [batch.run_id])
+            cur.execute("DELETE FROM runs WHERE run_id = ?", [claim_id])
             cur.execute("INSERT INTO runs (run_id, config, started_at, claimed_at, state, host, pid) "
                         "VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
-                        [batch.run_id, batch.config_name, ts(batch.started_at), ts(datetime.now(UTC)),
+                        [claim_id, batch.config_name, ts(batch.started_at), ts(datetime.now(UTC)),
                          self.state.host, os.getpid()])
+            run_id, batch = batch.run_id, replace(batch, run_id=claim_id)
             owners = self._stored_elsewhere(batch)
             batch = _point_at(batch, owners)
             # one statement for the run's stories (not a round trip each); what this run now owns is what
@@ -159,7 +190,7 @@ class RunStore:
                      _matched_rows(kept))
             _queue(cur, [lr.with_snippets(a, kept.verdicts) for a in kept.alerts], now, "held", batch.run_id)
             _update_feeds(cur, batch.feed_results, batch.run_id)
-        return kept
+        return replace(kept, run_id=run_id)
 
     def _stored_elsewhere(self, batch: RunBatch) -> dict[str, str]:
         """The run's new stories that another run stored since this one looked them up (a shard that polled a
@@ -177,7 +208,12 @@ class RunStore:
                 owners[aid] = other
         return owners
 
-    def _write_run(self, con: duckdb.DuckDBPyConnection, batch: RunBatch, finished_at: datetime) -> None:
+    def _write_run(self, con: duckdb.DuckDBPyConnection, batch: RunBatch, finished_at: datetime, claim_id: str,
+                   earlier: StoreReport | None) -> None:
+        """One lake commit: a run's, or a part's; the run's poll_runs row (totals: `earlier`, the parts stored
+        before this one, plus this) comes with a run stored whole or its last part (`earlier` None: no row)."""
+        con.execute(f"CALL {LAKE_ALIAS}.set_commit_message('newsmon', ?, extra_info => ?)",
+                    [f"run {batch.run_id}", claim_id])  # recovery's evidence that this commit happened
         insert(con, "fetch_log", lr.fetch_log_rows(batch))
         insert(con, "articles", [lr.article_row(a, batch.run_id) for a in batch.articles], lr.ARTICLE_COLUMNS)
         insert(con, "entry_aliases", [r for r in batch.aliases
@@ -193,9 +229,13 @@ class RunStore:
         replace_rows(con, "clusters", "cluster_id", self._cluster_rows(clusters), lr.CLUSTER_COLUMNS)
         replace_rows(con, "feeds", "feed_url", self._feed_rows({r.feed.url for r in batch.feed_results}),
                      lr.FEED_COLUMNS)
-        held = [(*r[:5], "pending", *r[6:]) for r in self._alert_rows(run_id=batch.run_id)]  # deliverable once stored
+        held = [(*r[:5], "pending", *r[6:]) for r in self._alert_rows(run_id=claim_id)]  # deliverable once stored
         replace_rows(con, "alerts", "alert_id", held, lr.ALERT_COLUMNS)
-        insert(con, "poll_runs", [lr.run_row(batch, finished_at)])
+        if earlier is None:
+            return
+        row = lr.run_row(batch, finished_at)
+        insert(con, "poll_runs", [(*row[:8], row[8] + earlier.articles, row[9] + earlier.matches,
+                                   row[10] + earlier.alerts)])
 
     def _finish(self, run_id: str, now: datetime) -> None:
         with self.state.tx() as cur:
@@ -223,10 +263,22 @@ class RunStore:
                     continue  # a live run on this machine, however long it takes
             elif now - _when(claimed_at) <= CLAIM_LEASE:
                 continue  # another machine's run, within its lease
-            if self.lake.read("SELECT count(*) FROM poll_runs WHERE run_id = ?", [run_id])[0][0]:
+            if self._committed(run_id):
                 self._finish(run_id, now)
             else:
                 self._release(run_id)
+
+    def _committed(self, claim_id: str) -> bool:
+        """Whether the lake commit of a run (or part) claimed as `claim_id` happened: its labelled snapshot,
+        its run row (a run stored whole), or, should the snapshot have been expired, one of its articles."""
+        if self.lake.read(f"SELECT count(*) FROM {LAKE_ALIAS}.snapshots() WHERE commit_extra_info = ?",
+                          [claim_id])[0][0]:
+            return True
+        if self.lake.read("SELECT count(*) FROM poll_runs WHERE run_id = ?", [claim_id])[0][0]:
+            return True
+        one = self.state.read("SELECT article_id FROM stories WHERE run_id = ? LIMIT 1", [claim_id])
+        return bool(one) and bool(self.lake.read("SELECT count(*) FROM articles WHERE article_id = ?",
+                                                 [one[0][0]])[0][0])
 
     # -- mirrors of state rows in the lake ----------------------------------------------------------
 

@@ -9,11 +9,17 @@ Alert URLs are checked by Apprise itself when a sending command loads the config
 `load_settings` as its URL check: the config module stays free of Apprise). Secrets stay out of library logs:
 every URL Apprise is given is registered with a logging filter on Apprise's (and urllib3's) loggers that
 rewrites each record with the URL redacted and its secret parts as `***`.
+
+Apprise's notify() says only whether a message went; why it did not is in Apprise's log records. A send
+collects them (after redaction) and a failure carries the service's own reason ("error=500", "Connection
+refused"), which the ledger's `last_error`, the run's summary and `newsmon alerts test` all show.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
 from collections.abc import Iterable
 from typing import Protocol
 from urllib.parse import quote
@@ -21,7 +27,7 @@ from urllib.parse import quote
 import apprise
 
 from newsmon.alerts.policy import EMAIL_SCHEMES, Channel, redact_url, scrub, url_scheme
-from newsmon.errors import AlertError
+from newsmon.errors import AlertError, DeliveryFailed
 
 KEY_HEADER = "Idempotency-Key"
 KEY_FIELD = "idempotency_key"
@@ -104,26 +110,71 @@ def url_problem(url: str) -> str | None:
             "passwords and tokens (] is %5D)")
 
 
+class _Collect(logging.Filter):
+    """Keeps what Apprise logs during one send (already redacted by _REDACT, which runs first) and, below
+    ERROR, keeps it from other handlers: Apprise's warnings are reported as the failure's reason instead."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.records: list[tuple[int, str]] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            self.records.append((record.levelno, record.getMessage()))
+        except Exception:  # a record whose arguments do not fit its format
+            self.records.append((record.levelno, str(record.msg)))
+        return record.levelno >= logging.ERROR
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^\"'()\[\]]+")
+_SEND_LOCK = threading.Lock()  # one send at a time collects Apprise's (process-wide) log records
+MAX_REASON = 300
+
+
+def failure_reason(records: Iterable[tuple[int, str]]) -> str:
+    """The service's reason for a failed send, from Apprise's log records (level, message): its warnings and
+    errors ("Failed to send JSON POST notification: Internal server error., error=500."), plus the socket
+    error it logs in detail ("[Errno 111] Connection refused"); one line of at most MAX_REASON characters."""
+    records = list(records)
+    said = [m for level, m in records if level >= logging.WARNING]
+    socket = [m.partition(":")[2] for level, m in records if level < logging.WARNING
+              and m.startswith("Socket Exception:")]
+    detail = [(found.group(0) if (found := _ERRNO.search(m)) else m).strip() for m in socket]
+    text = " ".join(" ".join([*said, *(f"({d})" for d in detail if d)]).split())
+    if not text:
+        return "the service gave no reason (Apprise logged none)"
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
+
+
 class AppriseNotifier:
     """Sends a (title, body) to one Apprise URL; raises AlertError naming the channel (redacted), also when
-    Apprise itself raises: a channel that fails fails alone."""
+    Apprise itself raises: a channel that fails fails alone. A refused or unreachable service raises
+    DeliveryFailed with the service's own reason (redacted): `<channel>: delivery failed: <reason>`."""
 
     def send(self, channel: Channel, title: str, body: str, *, key: str | None = None,
              body_format: str = "text") -> None:
         hide_in_logs([channel.url])  # the keyed URL holds it whole, plus a key that is no secret
         url = keyed_url(channel.url, key) if key else channel.url
-        # Apprise logs failures at WARNING with the URL's host only; keep them but never the secret URL.
-        logging.getLogger("apprise").setLevel(logging.ERROR)
-        try:
-            ap = apprise.Apprise()
-            if not ap.add(url):
-                raise AlertError(f"{channel.name}: not a valid Apprise URL; fix the alert URLs in the "
-                                 "configuration (see https://github.com/caronc/apprise/wiki)")
-            sent = ap.notify(title=title, body=body, body_format=_FORMATS[body_format])
-        except AlertError:
-            raise
-        except Exception as exc:  # a bug or an odd URL inside Apprise: this channel fails, nothing else
-            raise AlertError(f"{channel.name}: delivery failed ({type(exc).__name__} in Apprise); newsmon "
-                             "retries on a later run") from None
+        collect = _Collect()
+        log = logging.getLogger("apprise")
+        with _SEND_LOCK:
+            log.addFilter(collect)  # after _REDACT: it sees the records with their secrets replaced
+            log.setLevel(logging.DEBUG)  # the socket error's detail is logged at DEBUG
+            try:
+                ap = apprise.Apprise()
+                if not ap.add(url):
+                    raise AlertError(f"{channel.name}: not a valid Apprise URL; fix the alert URLs in the "
+                                     "configuration (see https://github.com/caronc/apprise/wiki)")
+                sent = ap.notify(title=title, body=body, body_format=_FORMATS[body_format])
+            except AlertError:
+                raise
+            except Exception as exc:  # a bug or an odd URL inside Apprise: this channel fails, nothing else
+                reason = " ".join(scrub(f"{type(exc).__name__} in Apprise: {exc}", [channel.url, url]).split())
+                reason = reason[:MAX_REASON]
+                raise DeliveryFailed(f"{channel.name}: delivery failed: {reason}", reason=reason) from None
+            finally:
+                log.setLevel(logging.ERROR)  # outside a send, Apprise's warnings stay quiet
+                log.removeFilter(collect)
         if not sent:
-            raise AlertError(f"{channel.name}: delivery failed; newsmon retries on a later run")
+            reason = scrub(failure_reason(collect.records), [channel.url, url])
+            raise DeliveryFailed(f"{channel.name}: delivery failed: {reason}", reason=reason)

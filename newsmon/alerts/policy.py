@@ -102,6 +102,18 @@ def all_channels(routes: Iterable[Route]) -> dict[str, Channel]:
     return {c.channel_id: c for r in routes for c in (Channel(u) for u in r.urls)}
 
 
+def channel_routes(routes: Iterable[Route]) -> list[tuple[Channel, tuple[str, ...]]]:
+    """Every configured channel once, in the config's order, with the names of the routes that send to it."""
+    found: dict[str, tuple[Channel, list[str]]] = {}
+    for r in routes:
+        for u in r.urls:
+            ch = Channel(u)
+            names = found.setdefault(ch.channel_id, (ch, []))[1]
+            if r.name not in names:
+                names.append(r.name)
+    return [(ch, tuple(names)) for ch, names in found.values()]
+
+
 def route_channels(routes: Iterable[Route], event: str, *, watchlist: str | None = None,
                    labels: Sequence[str] = (), score: float = 0.0) -> list[Channel]:
     """The distinct channels whose routes take this alert: the event kind, then (for stories and spikes)

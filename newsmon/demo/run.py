@@ -11,6 +11,7 @@ from typing import Any
 from newsmon.console import print_summary
 from newsmon.demo.receiver import WebhookReceiver
 from newsmon.demo.server import SiteServer, demo_site_root
+from newsmon.hints import command, quoted
 
 FEEDS = (("Caspian Ledger (en)", "/feeds/en.xml"), ("Caspian Ledger (ru)", "/feeds/ru.xml"),
          ("Broken feed (on purpose)", "/feeds/broken.xml"))
@@ -24,6 +25,7 @@ path = "demo.duckdb"
 
 [http]
 allow_private_networks = true
+contact_url = "mailto:newsmon-demo@localhost"  # only the bundled site on this machine sees it
 per_host_delay_s = 0.02  # the bundled site runs on this machine
 jitter_s = 0
 
@@ -49,5 +51,6 @@ def run_demo(folder: Path, run_once: Callable[[Path], dict[str, Any]]) -> int:
     print(f"\n{len(receiver.received)} alert(s) delivered to the local inbox ({inbox}):")
     for payload in receiver.received:
         print(json.dumps(payload, ensure_ascii=False, indent=2))
-    print(f"\nQuery the demo warehouse: newsmon sql --config {config} \"SELECT title, score, tags FROM matches\"")
+    query = quoted("SELECT title, score, tags FROM matches")
+    print(f"\nQuery the demo warehouse: {command()} sql --config {quoted(config)} {query}")
     return 0 if summary.get("matches") and receiver.received else 1

@@ -9,24 +9,13 @@ writes the page atomically (a web server never serves half a file). The page loa
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from newsmon.config import Settings
-from newsmon.errors import ConfigError
 
 DEFAULT_SINCE = timedelta(days=7)
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_since(text: str) -> timedelta:
-    """'7d' -> 7 days; also '36h', '90m', '2w'."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", text or "")
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"--since {text!r}: expected a period like 7d, 36h, 90m or 2w")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
 def build_report(settings: Settings, since: timedelta = DEFAULT_SINCE, out: Path = Path("report.html"), *,

@@ -80,6 +80,7 @@ class FeedRow:
     newest_article_at: datetime | None
     articles_stored: int
     last_error: str
+    last_result: str = ""  # feed_health.last_result: "ok (HTTP 200)", "parse error (HTTP 200)", "timeout", ...
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ def feed_row(row: Mapping[str, Any], *, now: datetime, silent_after: timedelta) 
     return FeedRow(name=str(row.get("name") or row.get("url") or ""), url=str(row.get("url") or ""),
                    state=state, last_status=row.get("last_status"), failures=failures, last_success_at=success,
                    newest_article_at=newest, articles_stored=int(row.get("articles_stored") or 0),
-                   last_error=str(row.get("last_error") or ""))
+                   last_error=str(row.get("last_error") or ""), last_result=str(row.get("last_result") or ""))
 
 
 FEED_ORDER = {"failing": 0, "silent": 1, "never polled": 2, "ok": 3}

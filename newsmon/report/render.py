@@ -17,7 +17,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from newsmon import __version__
-from newsmon.report.model import Copy, FeedRow, Marked, ReportData, RuleCount, Story
+from newsmon.report.model import MATCH_RULE, Copy, FeedRow, Marked, ReportData, RuleCount, Story
 
 SAFE_SCHEMES = ("http", "https")
 
@@ -114,21 +114,26 @@ def feeds_html(feeds: Sequence[FeedRow]) -> str:
     if not feeds:
         return "<p>No feed has been polled yet.</p>"
     rows = [(f'<span class="st {esc(f.state.replace(" ", "-"))}">{esc(f.state)}</span>', link(f.url, esc(f.name)),
-             esc(f.last_status if f.last_status is not None else "—"), esc(f.failures), when(f.last_success_at),
-             when(f.newest_article_at), esc(f.articles_stored), f'<span class=err>{esc(f.last_error)}</span>')
+             esc(f.last_result or (f.last_status if f.last_status is not None else "—")), esc(f.failures),
+             when(f.last_success_at), when(f.newest_article_at), esc(f.articles_stored),
+             f'<span class=err>{esc(f.last_error)}</span>')
             for f in feeds]
     counts = {s: sum(1 for f in feeds if f.state == s) for s in ("failing", "silent")}
     summary = (f"<p>{len(feeds)} feeds: <b>{counts['failing']}</b> failing, <b>{counts['silent']}</b> silent "
                "(no new story for 3 days).</p>")
-    return summary + table(["state", "feed", "last status", "failures in a row", "last success (UTC)",
+    return summary + table(["state", "feed", "last poll", "failures in a row", "last success (UTC)",
                             "newest story (UTC)", "stories stored", "last error"], rows, "feeds")
 
 
 def rules_html(rules: Sequence[RuleCount]) -> str:
     if not rules:
         return "<p>No story was tagged in this period.</p>"
-    rows = [(esc(r.watchlist), esc(r.rules_version), esc(r.rule), esc(r.stories)) for r in rules]
-    return table(["watchlist", "rules version", "rule", "stories"], rows, "rules")
+    rows = [(esc(r.watchlist), esc(r.rules_version), esc(r.rule),
+             "matching stories" if r.rule == MATCH_RULE else "stories passing this label", esc(r.stories))
+            for r in rules]
+    note = ("<p>A label row counts every story that passed the label, matching or not (a football story can pass "
+            f"<i>energy</i>); only the {esc(MATCH_RULE)} row counts matches.</p>")
+    return note + table(["watchlist", "rules version", "rule", "counted", "stories"], rows, "rules")
 
 
 # -- the page --------------------------------------------------------------------------------------
