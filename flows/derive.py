@@ -12,7 +12,6 @@ from concurrent.futures import Executor
 from functools import lru_cache, partial
 from pathlib import Path
 
-from newsmon.alerts.clusters import signature
 from newsmon.records import Article, Verdict
 from newsmon.tagging import TagResult, Watchlist, load_watchlists
 
@@ -43,6 +42,8 @@ def tag_and_sign(articles: Sequence[Article], rules: Sequence[Path],
 def derive_chunk(rules: tuple[str, ...],
                  items: Sequence[tuple[str, str, str]]) -> list[tuple[list[Verdict], Signature]]:
     """(verdicts, signature) of each (article_id, title, text): what a pool worker runs."""
+    from newsmon.alerts.clusters import signature  # datasketch imports scipy (~0.6 s): only runs with new stories
+
     watchlists = _watchlists(rules)
     out = []
     for article_id, title, text in items:

@@ -21,12 +21,11 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import prefect.server.api.server as prefect_server_module
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from extractors.lifeline import child_env, die_with_parent_hook
@@ -49,19 +48,26 @@ class _TiedPopen(ModuleType):
         return subprocess.Popen(*args, **kwargs)
 
 
-class TiedServer(SubprocessASGIServer):
-    """Prefect's temporary server, started with a lifeline (see the module docstring)."""
+@cache
+def tied_server_class() -> Any:
+    """TiedServer: Prefect's temporary server, started with a lifeline (see the module docstring). Made on first
+    use: Prefect's server package takes ~2 s to import, which a run against a running server never needs."""
+    import prefect.server.api.server as prefect_server_module
+    from prefect.server.api.server import SubprocessASGIServer
 
-    _swap = threading.Lock()
+    class TiedServer(SubprocessASGIServer):
+        _swap = threading.Lock()
 
-    def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-        names = vars(prefect_server_module)  # the globals its _run_uvicorn_command reads `subprocess` from
-        with self._swap:
-            names["subprocess"] = _TiedPopen()
-            try:
-                return super()._run_uvicorn_command()
-            finally:
-                names["subprocess"] = subprocess
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            names = vars(prefect_server_module)  # the globals its _run_uvicorn_command reads `subprocess` from
+            with self._swap:
+                names["subprocess"] = _TiedPopen()
+                try:
+                    return super()._run_uvicorn_command()
+                finally:
+                    names["subprocess"] = subprocess
+
+    return TiedServer
 
 
 def serve_record() -> Path:
@@ -118,8 +124,9 @@ def start_tied_api() -> bool:
     runs already. True when this call started it."""
     if PREFECT_API_URL.value() or threading.current_thread() is not threading.main_thread():
         return False
-    server = TiedServer()
-    if not isinstance(server, TiedServer) or server.running:  # Prefect made (and maybe started) one already
+    tied = tied_server_class()
+    server = tied()
+    if not isinstance(server, tied) or server.running:  # Prefect made (and maybe started) one already
         return False
     server.start()
     return True

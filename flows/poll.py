@@ -163,7 +163,8 @@ def _run(settings: Settings, wh: Warehouse, started: datetime, every_feed: bool 
     for alias, article_id in found.aliases:
         identities.setdefault(article_id, []).append((alias, article_id))
     # one pool for the run: pages' extraction, then the per-article tagging and signatures
-    with extraction_pool(len(found.new), default_workers(), preload=("flows.derive",)) as pool:
+    preload = ("flows.derive", "newsmon.alerts.clusters")  # the workers' imports, made once in the forkserver
+    with extraction_pool(len(found.new), default_workers(), preload=preload) as pool:
         batches = extract_new(found.new, settings, wh, started, pool)
         for number in range(count):
             _store_part(next(batches, Extracted()), settings, wh, started, pool, laps, tally, identities,
