@@ -44,7 +44,7 @@ EXIT_OK, EXIT_FEEDS_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
 
 DESCRIPTION = """\
 newsmon polls news feeds, extracts article text, tags stories about Azerbaijan-Russia relations
-(energy, cooperation) in English, Russian and Azerbaijani, stores everything in a DuckDB lakehouse
+(energy, cooperation) in English, Russian, Azerbaijani, Turkish and more, stores everything in a DuckDB lakehouse
 (DuckLake: Parquet files and a catalog) you query with SQL, and alerts once per matching story through
 Apprise (email, Slack, webhooks, ...). Polls run as Prefect flows: `run` once, `serve` on a schedule.
 
