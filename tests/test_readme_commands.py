@@ -320,7 +320,7 @@ def test_init_on_a_terminal_asks_for_the_contact_until_it_gets_one(tmp_path: Pat
         assert "Where can site operators reach you" in prompt
         os.write(master, b"not a contact\n")
         _read_until(master, "expected a web page", seen)
-        seen.clear()
+        del seen[:seen.index(b"expected a web page")]  # the answer may come in the same read as the prompt after it
         _read_until(master, "[mailto:desk@newsroom.az]: ", seen)  # asked again
         os.write(master, b"https://newsroom.az/desk\n")
         _read_until(master, "User-Agent contact: https://newsroom.az/desk (entered)", seen)
