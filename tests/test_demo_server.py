@@ -313,6 +313,14 @@ def test_render_template_refuses_a_naive_clock() -> None:
 # --- command line -----------------------------------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it, whatever state earlier tests left this pytest process in (a signal's
+    disposition SIG_IGN and the blocked mask are inherited across exec): in a long session the server ignored
+    SIGINT here while it stops on it run alone."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_command_line_serves_a_folder_until_interrupted(tiny_site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
@@ -321,6 +329,7 @@ def test_command_line_serves_a_folder_until_interrupted(tiny_site: Path) -> None
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_default_sigint,
     )
     try:
         assert process.stdout is not None
