@@ -111,7 +111,12 @@ def remote_warehouse(settings: Settings) -> bool:
     """Whether the state database or the catalog is a PostgreSQL server (which may be down for a while and come
     back: `serve` starts all the same, and each run that finds it down fails alone, with its failure notice)."""
     wh = settings.warehouse
-    return any("://" in t or t.startswith("postgres") for t in (wh.state_target, wh.catalog_target))
+    return any(_server(t) for t in (wh.state_target, wh.catalog_target))
+
+
+def _server(target: str) -> bool:
+    """Whether a state or catalog target names a database server (a URL or `postgres:`), not a local file."""
+    return "://" in target or target.startswith("postgres")
 
 
 def warehouse_out_of_space(args: argparse.Namespace) -> bool:
@@ -121,7 +126,7 @@ def warehouse_out_of_space(args: argparse.Namespace) -> bool:
         wh = load_settings(getattr(args, "config", None), alert_secrets=False).warehouse
     except NewsmonError:
         return False
-    local = [t for t in (wh.state_target, wh.catalog_target) if "://" not in t and not t.startswith("postgres")]
+    local = [t for t in (wh.state_target, wh.catalog_target) if not _server(t)]
     return out_of_space(*local, wh.data_folder)
 
 
