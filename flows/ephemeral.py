@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_HOME, temporary_settings
 
 from extractors.lifeline import child_env, die_with_parent_hook
 
@@ -46,6 +46,9 @@ class _TiedPopen(ModuleType):
         kwargs["env"] = child_env(kwargs.get("env"))
         kwargs.setdefault("preexec_fn", die_with_parent_hook())
         return subprocess.Popen(*args, **kwargs)
+
+
+HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
 
 
 @cache
@@ -111,12 +114,21 @@ def run_api() -> Iterator[None]:
     running `newsmon serve`; else Prefect's temporary server, started here tied to this process. Enter it from
     the main thread: the tie is to the thread that starts the server."""
     api = None if PREFECT_API_URL.value() else running_api()
+    updates: dict[Any, Any] = {} if heartbeats_configured() else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     if api is None:
         start_tied_api()
+    else:
+        updates[PREFECT_API_URL] = api
+    with temporary_settings(updates=updates):
         yield
-        return
-    with temporary_settings(updates={PREFECT_API_URL: api}):
-        yield
+
+
+def heartbeats_configured() -> bool:
+    """Whether the user set a heartbeat frequency. Without one, a run entered through `run_api` sends no flow-run
+    heartbeats: Prefect's synchronous engine would otherwise wait, as each run ends, for its heartbeat thread's
+    1 s sleep to run out (up to a second: half of an unchanged re-poll), and only an automation a user sets
+    up on the server reads heartbeats (to mark runs whose process died as crashed)."""
+    return any(os.environ.get(v) for v in HEARTBEAT_VARIABLES)
 
 
 def start_tied_api() -> bool:
