@@ -51,11 +51,12 @@ def bench_env() -> dict[str, str]:
     return env
 
 
-def run_cold(config: Path) -> dict[str, Any]:
-    """`newsmon run --json` in a fresh process: imports, Prefect's temporary server, the flow, shut-down."""
+def run_cold(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`newsmon run --json` in a fresh process: imports, Prefect's temporary server (unless `env`, default
+    bench_env(), names an API), the flow, shut-down."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "newsmon.cli", "run", "--json", "--config", str(config)],
-                            cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env or bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mon = TreeMonitor(proc.pid).start()
     out, err = proc.communicate()
     wall = time.perf_counter() - start
@@ -67,9 +68,10 @@ def run_cold(config: Path) -> dict[str, Any]:
             "peak_rss_mb": mon.peak_rss_mb(), "cpu_s": mon.samples[-1].cpu_s if mon.samples else 0.0}
 
 
-def run_warm(configs: Sequence[Path]) -> list[dict[str, Any]]:
-    """Every config in one worker process (the first warms Prefect up); one result per config."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cycle", *map(str, configs)], cwd=ROOT,
+def run_warm(configs: Sequence[Path | str], module: str = "bench.cycle") -> list[dict[str, Any]]:
+    """Every config in one worker process (the first warms Prefect up); one result per config. `module` is the
+    worker (`python -m MODULE ARGS...`, printing one JSON line per run as bench.cycle's does)."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *map(str, configs)], cwd=ROOT,
                             env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mon = TreeMonitor(proc.pid).start()
     out, err = proc.communicate()
@@ -123,12 +125,14 @@ def _worker(configs: list[str]) -> None:
     from newsmon.cli import prefect_env
 
     prefect_env(verbose=False)
+    from flows.ephemeral import run_api
     from flows.poll import poll_feeds
 
     for config in configs:
         start = time.time()
         t0 = time.perf_counter()
-        summary = poll_feeds(config=config)
+        with run_api():  # as `newsmon run` calls the flow
+            summary = poll_feeds(config=config)
         print(json.dumps({"config": config, "start": start, "wall_s": time.perf_counter() - t0,
                           "summary": summary}, default=str), flush=True)
 
