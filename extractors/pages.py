@@ -103,6 +103,7 @@ async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], se
     async with Fetcher(settings) as fetcher:
         if robots_cache is not None:
             robots = RobotsCheck(robots_cache, fetcher, settings.max_page_bytes, settings.timeout_s)
+            await robots.prefetch(e.link for e in entries if e.link)  # pages then start in host turn order
         order = host_round_robin(entries)
         started = await asyncio.gather(*(one(fetcher, pool, entries[i]) for i in order))
     done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]

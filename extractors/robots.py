@@ -12,6 +12,7 @@ urllib.robotparser matches paths by prefix: `*` and `$` inside a rule are taken 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
@@ -37,15 +38,24 @@ class RobotsCheck:
         self.cache, self.fetcher, self.max_bytes, self.timeout_s = cache, fetcher, max_bytes, timeout_s
         self._pending: dict[str, asyncio.Task[RobotFileParser | None]] = {}
 
+    async def prefetch(self, urls: Iterable[str]) -> None:
+        """Read the robots.txt of every origin among `urls` at once, before their pages start. A page that waits
+        for its host's robots.txt resumes with every other page of that host when it arrives, so pages queued
+        for the run's slots host by host and held them while their host's limit let them through one by one
+        (an 80-feed backlog: 28% longer; 2,000 pages in one batch: 3.6x)."""
+        first: dict[str, str] = {}
+        for url in urls:
+            origin = _origin(url)
+            if origin is not None and origin not in self.cache.rules:
+                first.setdefault(origin, url)
+        await asyncio.gather(*(self.refusal(url) for url in first.values()))
+
     async def refusal(self, url: str) -> str | None:
         """Why robots.txt forbids newsmon to fetch `url`, or None when it may."""
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return None  # a malformed link: fetching it reports that
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return None
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = _origin(url)
+        if origin is None:
+            return None  # a malformed link (fetching it reports that), or not http(s)
+        parts = urlsplit(url)
         if origin not in self.cache.rules:
             task = self._pending.get(origin)
             if task is None:
@@ -72,3 +82,13 @@ class RobotsCheck:
         parser = RobotFileParser(where)
         parser.parse(resp.body.decode("utf-8", "replace").removeprefix("\ufeff").splitlines())
         return parser
+
+
+def _origin(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
