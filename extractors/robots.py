@@ -21,6 +21,7 @@ from extractors.http import Fetcher
 from newsmon.errors import FetchError
 
 AGENT = "newsmon"  # the product token robots.txt groups are matched against (User-agent: newsmon)
+PREFETCH_WAIT_S = 2.0  # how long a batch's pages wait for the robots.txt files asked for before they start
 
 
 @dataclass
@@ -38,17 +39,20 @@ class RobotsCheck:
         self.cache, self.fetcher, self.max_bytes, self.timeout_s = cache, fetcher, max_bytes, timeout_s
         self._pending: dict[str, asyncio.Task[RobotFileParser | None]] = {}
 
-    async def prefetch(self, urls: Iterable[str]) -> None:
-        """Read the robots.txt of every origin among `urls` at once, before their pages start. A page that waits
-        for its host's robots.txt resumes with every other page of that host when it arrives, so pages queued
-        for the run's slots host by host and held them while their host's limit let them through one by one
-        (an 80-feed backlog: 28% longer; 2,000 pages in one batch: 3.6x)."""
+    async def prefetch(self, urls: Iterable[str], wait_s: float = PREFETCH_WAIT_S) -> None:
+        """Ask for the robots.txt of every origin among `urls` at once, and wait up to `wait_s` for them before
+        the pages start. A page that waits for its host's robots.txt resumes with every other page of that host
+        when it arrives, so pages queued for the run's slots host by host and held them while their host's
+        limit let them through one by one (an 80-feed backlog: 28% longer; 2,000 pages in one batch: 3.6x).
+        A robots.txt slower than `wait_s` keeps only its own host's pages waiting, as before."""
         first: dict[str, str] = {}
         for url in urls:
             origin = _origin(url)
             if origin is not None and origin not in self.cache.rules:
                 first.setdefault(origin, url)
-        await asyncio.gather(*(self.refusal(url) for url in first.values()))
+        if first:
+            await asyncio.wait([asyncio.ensure_future(self.refusal(url)) for url in first.values()],
+                               timeout=wait_s)
 
     async def refusal(self, url: str) -> str | None:
         """Why robots.txt forbids newsmon to fetch `url`, or None when it may."""

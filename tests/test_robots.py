@@ -15,7 +15,7 @@ import pytest
 
 from extractors.http import user_agent
 from extractors.pages import fetch_articles
-from extractors.robots import RobotsCache
+from extractors.robots import PREFETCH_WAIT_S, RobotsCache
 from newsmon import cli
 from newsmon.config import HttpSettings
 from newsmon.records import Entry
@@ -174,3 +174,57 @@ def test_a_run_stores_disallowed_pages_from_the_feed_and_logs_why_while_the_feed
         for p in paths[1:])
     assert routes.hits.count("/feed.xml") == 1 and routes.hits.count("/robots.txt") == 1
     assert "/members/closed.html" not in routes.hits and "/news/open.html" in routes.hits
+
+
+def test_pages_start_in_host_turns_whatever_order_robots_txt_arrives_in(routes: RouteServer) -> None:
+    """Pages of two hosts (127.0.0.1 and localhost: one server, two hosts to newsmon) are requested in turns, one
+    host then the other, not host by host as their robots.txt files arrive: a page waiting for its host's
+    robots.txt used to resume with all its host's pages, and they took the run's page slots while their host's
+    limit let them through one at a time."""
+    def slow_robots(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(0.3)
+        h.send_error(404)
+
+    routes.routes["/robots.txt"] = slow_robots
+    local = routes.base_url.replace("127.0.0.1", "localhost")
+    entries = []
+    for host, base in (("a", routes.base_url), ("b", local)):
+        for i in range(6):
+            path = f"/{host}/{i}.html"
+            routes.add(path, body=page(f"Story {host}{i}"), content_type="text/html; charset=utf-8")
+            entries.append(Entry(feed_url=f"{base}/feed.xml", key=path, link=base + path, title=f"Story {host}{i}",
+                                 summary="The feed's summary."))
+    http = HttpSettings(allow_private_networks=True, timeout_s=5, per_host_delay_s=0, jitter_s=0, max_per_host=1,
+                        max_concurrency=1, contact_url="mailto:desk@newsroom.az")
+    got = fetch_articles(entries, {}, http, now=NOW, workers=1)
+    assert sorted(a.extraction_status for a in got.articles) == ["ok"] * 12
+    pages = [hit for hit in routes.hits if hit.endswith(".html")]
+    assert {p[1] for p in pages[:4]} == {"a", "b"}, pages  # both hosts among the first requests
+    assert routes.hits.count("/robots.txt") == 2  # one per host
+
+
+def test_a_slow_robots_txt_keeps_only_its_own_hosts_pages_waiting(routes: RouteServer) -> None:
+    """The batch waits for the robots.txt files it asked for only briefly (PREFETCH_WAIT_S): one host whose
+    robots.txt takes longer holds back its own pages, and the other host's pages are fetched meanwhile."""
+    def robots(h: BaseHTTPRequestHandler) -> None:
+        if h.headers.get("Host", "").startswith("localhost"):
+            time.sleep(PREFETCH_WAIT_S + 2)
+            routes.hits.append("(slow robots.txt answered)")
+        h.send_error(404)
+
+    routes.routes["/robots.txt"] = robots
+    local = routes.base_url.replace("127.0.0.1", "localhost")
+    entries = []
+    for host, base in (("a", routes.base_url), ("b", local)):
+        for i in range(3):
+            path = f"/{host}/{i}.html"
+            routes.add(path, body=page(f"Story {host}{i}"), content_type="text/html; charset=utf-8")
+            entries.append(Entry(feed_url=f"{base}/feed.xml", key=path, link=base + path, title=f"Story {host}{i}",
+                                 summary="The feed's summary."))
+    http = HttpSettings(allow_private_networks=True, timeout_s=10, per_host_delay_s=0, jitter_s=0,
+                        contact_url="mailto:desk@newsroom.az")
+    got = fetch_articles(entries, {}, http, now=NOW, workers=1)
+    assert sorted(a.extraction_status for a in got.articles) == ["ok"] * 6
+    answered = routes.hits.index("(slow robots.txt answered)")
+    assert {f"/a/{i}.html" for i in range(3)} <= set(routes.hits[:answered])  # the quick host did not wait
+    assert not {f"/b/{i}.html" for i in range(3)} & set(routes.hits[:answered])  # nor did robots.txt get skipped
