@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from urllib.robotparser import RobotFileParser
 
 from extractors.http import Fetcher
@@ -47,8 +47,9 @@ class RobotsCheck:
         A robots.txt slower than `wait_s` keeps only its own host's pages waiting, as before."""
         first: dict[str, str] = {}
         for url in urls:
-            origin = _origin(url)
-            if origin is not None and origin not in self.cache.rules:
+            parts = _web_parts(url)
+            origin = parts and f"{parts.scheme}://{parts.netloc}"
+            if origin and origin not in self.cache.rules:
                 first.setdefault(origin, url)
         if first:
             await asyncio.wait([asyncio.ensure_future(self.refusal(url)) for url in first.values()],
@@ -56,10 +57,10 @@ class RobotsCheck:
 
     async def refusal(self, url: str) -> str | None:
         """Why robots.txt forbids newsmon to fetch `url`, or None when it may."""
-        origin = _origin(url)
-        if origin is None:
+        parts = _web_parts(url)
+        if parts is None:
             return None  # a malformed link (fetching it reports that), or not http(s)
-        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self.cache.rules:
             task = self._pending.get(origin)
             if task is None:
@@ -88,11 +89,10 @@ class RobotsCheck:
         return parser
 
 
-def _origin(url: str) -> str | None:
+def _web_parts(url: str) -> SplitResult | None:
+    """The parts of an http(s) URL with a host; None for anything else."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc}"
+    return parts if parts.scheme in ("http", "https") and parts.netloc else None

@@ -176,6 +176,19 @@ def test_a_run_stores_disallowed_pages_from_the_feed_and_logs_why_while_the_feed
     assert "/members/closed.html" not in routes.hits and "/news/open.html" in routes.hits
 
 
+def two_hosts(routes: RouteServer, pages: int) -> list[Entry]:
+    """`pages` pages on each of two hosts of the route server, 127.0.0.1 (/a/...) then localhost (/b/...): one
+    server, two hosts to newsmon; one feed entry per page, feed by feed."""
+    entries = []
+    for host, base in (("a", routes.base_url), ("b", routes.base_url.replace("127.0.0.1", "localhost"))):
+        for i in range(pages):
+            path = f"/{host}/{i}.html"
+            routes.add(path, body=page(f"Story {host}{i}"), content_type="text/html; charset=utf-8")
+            entries.append(Entry(feed_url=f"{base}/feed.xml", key=path, link=base + path, title=f"Story {host}{i}",
+                                 summary="The feed's summary."))
+    return entries
+
+
 def test_pages_start_in_host_turns_whatever_order_robots_txt_arrives_in(routes: RouteServer) -> None:
     """Pages of two hosts (127.0.0.1 and localhost: one server, two hosts to newsmon) are requested in turns, one
     host then the other, not host by host as their robots.txt files arrive: a page waiting for its host's
@@ -186,14 +199,7 @@ def test_pages_start_in_host_turns_whatever_order_robots_txt_arrives_in(routes: 
         h.send_error(404)
 
     routes.routes["/robots.txt"] = slow_robots
-    local = routes.base_url.replace("127.0.0.1", "localhost")
-    entries = []
-    for host, base in (("a", routes.base_url), ("b", local)):
-        for i in range(6):
-            path = f"/{host}/{i}.html"
-            routes.add(path, body=page(f"Story {host}{i}"), content_type="text/html; charset=utf-8")
-            entries.append(Entry(feed_url=f"{base}/feed.xml", key=path, link=base + path, title=f"Story {host}{i}",
-                                 summary="The feed's summary."))
+    entries = two_hosts(routes, 6)
     http = HttpSettings(allow_private_networks=True, timeout_s=5, per_host_delay_s=0, jitter_s=0, max_per_host=1,
                         max_concurrency=1, contact_url="mailto:desk@newsroom.az")
     got = fetch_articles(entries, {}, http, now=NOW, workers=1)
@@ -213,14 +219,7 @@ def test_a_slow_robots_txt_keeps_only_its_own_hosts_pages_waiting(routes: RouteS
         h.send_error(404)
 
     routes.routes["/robots.txt"] = robots
-    local = routes.base_url.replace("127.0.0.1", "localhost")
-    entries = []
-    for host, base in (("a", routes.base_url), ("b", local)):
-        for i in range(3):
-            path = f"/{host}/{i}.html"
-            routes.add(path, body=page(f"Story {host}{i}"), content_type="text/html; charset=utf-8")
-            entries.append(Entry(feed_url=f"{base}/feed.xml", key=path, link=base + path, title=f"Story {host}{i}",
-                                 summary="The feed's summary."))
+    entries = two_hosts(routes, 3)
     http = HttpSettings(allow_private_networks=True, timeout_s=10, per_host_delay_s=0, jitter_s=0,
                         contact_url="mailto:desk@newsroom.az")
     got = fetch_articles(entries, {}, http, now=NOW, workers=1)
