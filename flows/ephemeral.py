@@ -6,6 +6,8 @@ one running. `start_tied_api()` starts it first, from the main thread, as Prefec
 with its own command and settings, and two additions to the Popen call: the kernel SIGKILLs it when this process
 ends (PR_SET_PDEATHSIG, extractors.lifeline), and it imports nothing from the working folder (PYTHONSAFEPATH;
 `-m` puts the folder first on the path). Prefect's later `SubprocessASGIServer()` calls get this running one.
+Its output goes to `<PREFECT_HOME>/newsmon-temporary-server.log`, not to the run's terminal: stopping it at the
+end of a run can make its services log cancelled database writes, with tracebacks, that are not the run's.
 
 Before any of that, a run uses a server that is already up: the one a `newsmon serve` of the same Prefect home
 started (it leaves its address in `<PREFECT_HOME>/newsmon-serve.json` while it serves). Starting a temporary
@@ -24,7 +26,7 @@ from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_HOME, temporary_settings
 
@@ -45,7 +47,30 @@ class _TiedPopen(ModuleType):
     def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
         kwargs["env"] = child_env(kwargs.get("env"))
         kwargs.setdefault("preexec_fn", die_with_parent_hook())
-        return subprocess.Popen(*args, **kwargs)
+        with open_server_log() as log:
+            kwargs.setdefault("stdout", log)
+            kwargs.setdefault("stderr", subprocess.STDOUT)
+            return subprocess.Popen(*args, **kwargs)
+
+
+SERVER_LOG_LIMIT = 1 << 20
+
+
+def server_log() -> Path:
+    """Where the temporary server's output goes (see the module docstring)."""
+    return Path(PREFECT_HOME.value()) / "newsmon-temporary-server.log"
+
+
+def open_server_log() -> IO[bytes]:
+    """server_log() for appending, emptied first once it holds more than SERVER_LOG_LIMIT bytes; the null
+    device when the Prefect home cannot take it (the server's output is never worth failing a run for)."""
+    path = server_log()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        big = path.exists() and path.stat().st_size > SERVER_LOG_LIMIT
+        return path.open("wb" if big else "ab")
+    except OSError:
+        return open(os.devnull, "wb")
 
 
 HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
