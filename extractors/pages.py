@@ -7,9 +7,11 @@ import asyncio
 import multiprocessing
 import multiprocessing.forkserver
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -28,6 +30,7 @@ from newsmon.errors import ExtractionError, FetchError
 from newsmon.records import Article, Entry, ExtractedText, RawPage
 
 POOL_MIN_PAGES = 8  # below this a process pool costs more than it saves
+STREAM_AHEAD = 1  # batches stream_articles starts past the one its caller holds
 
 
 @dataclass(frozen=True)
@@ -88,36 +91,137 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
         yield ex
 
 
+def stream_articles(batches: Sequence[Sequence[Entry]], feed_names: Mapping[str, str], settings: HttpSettings, *,
+                    now: datetime, pool: Executor, keep_raw: bool = False, on_page: Callable[[], None] | None = None,
+                    budget: PageBudget | None = None, robots: RobotsCache | None = None,
+                    ahead: int = STREAM_AHEAD) -> Generator[Fetched, None, None]:
+    """`fetch_articles` for each of `batches` in turn, yielding each batch's pages once they are all done.
+
+    The pages are fetched and extracted by one event loop in a thread of its own, which starts the next
+    batch while the caller works on the one just yielded (tags and stores it): the pool no longer waits for
+    that work, nor does a batch's last slow pages keep the next batch's pages from starting. At most `ahead`
+    batches past the one the caller holds are started, so memory is bounded by batches, not by the run.
+    Closing the generator early cancels the pages still in flight.
+    """
+    robots = (robots or RobotsCache()) if settings.robots else None
+    links = [e.link for batch in batches for e in batch if e.link]
+    handoff: queue.Queue[Fetched | BaseException] = queue.Queue()
+    ready = threading.Event()
+    loop: asyncio.AbstractEventLoop | None = None
+    room: asyncio.Semaphore | None = None  # batches started and not yet done with by the caller
+    producer: asyncio.Task[None] | None = None
+
+    async def in_turn(pages: _Pages, batch: Sequence[Entry], before: asyncio.Task[None] | None) -> None:
+        got: Fetched | BaseException
+        try:
+            got = await pages.batch(batch, feed_names)
+        except Exception as exc:  # an extractor bug: the caller raises it for this batch
+            got = exc
+        if before is not None:
+            await before  # batches are handed over in order
+        handoff.put(got)
+
+    async def produce() -> None:
+        nonlocal loop, room, producer
+        loop, room, producer = asyncio.get_running_loop(), asyncio.Semaphore(ahead + 1), asyncio.current_task()
+        ready.set()
+        try:
+            async with _pages(settings, pool, keep_raw, now, on_page, budget, robots, links) as pages:
+                async with asyncio.TaskGroup() as group:
+                    last: asyncio.Task[None] | None = None
+                    for batch in batches:
+                        await room.acquire()
+                        last = group.create_task(in_turn(pages, batch, last))
+        except Exception as exc:  # the HTTP client or robots.txt set-up failed: no batch was handed over
+            handoff.put(exc)
+
+    def run() -> None:
+        with suppress(asyncio.CancelledError):  # the caller closed the stream early
+            asyncio.run(produce())
+
+    def tell(callback: Callable[[], object]) -> None:
+        with suppress(RuntimeError):  # the loop has ended: nothing left to tell
+            assert loop is not None
+            loop.call_soon_threadsafe(callback)
+
+    thread = threading.Thread(target=run, name="newsmon-pages", daemon=True)
+    thread.start()
+    ready.wait()
+    assert room is not None and producer is not None
+    try:
+        for _ in batches:
+            got = handoff.get()
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+            tell(room.release)
+    finally:
+        tell(producer.cancel)
+        thread.join()
+
+
 async def _fetch_all(entries: Sequence[Entry], feed_names: Mapping[str, str], settings: HttpSettings,
                      now: datetime, pool: Executor, keep_raw: bool, on_page: Callable[[], None],
                      budget: PageBudget, robots_cache: RobotsCache | None = None) -> Fetched:
-    in_flight = asyncio.Semaphore(settings.max_concurrency + 2 * default_workers())
-    robots: RobotsCheck | None = None
+    async with _pages(settings, pool, keep_raw, now, on_page, budget, robots_cache,
+                      [e.link for e in entries if e.link]) as pages:
+        return await pages.batch(entries, feed_names)
 
-    async def one(fetcher: Fetcher, pool: Executor,
-                  entry: Entry) -> tuple[ExtractedText | None, str | None, RawPage | None]:
-        result = await _one(fetcher, pool, in_flight, entry, settings, keep_raw, now, budget, robots)
-        on_page()
-        return result
 
+@asynccontextmanager
+async def _pages(settings: HttpSettings, pool: Executor, keep_raw: bool, now: datetime,
+                 on_page: Callable[[], None] | None, budget: PageBudget | None, robots_cache: RobotsCache | None,
+                 links: Sequence[str]) -> AsyncIterator[_Pages]:
+    """What the pages of one call share, open for the block; every host's robots.txt asked first (see
+    RobotsCheck.prefetch: pages then start in host turns)."""
     async with Fetcher(settings) as fetcher:
+        robots = None
         if robots_cache is not None:
             robots = RobotsCheck(robots_cache, fetcher, settings.max_page_bytes, settings.timeout_s)
-            await robots.prefetch(e.link for e in entries if e.link)  # pages then start in host turn order
+            await robots.prefetch(links)
+        yield _Pages(fetcher, pool, settings, now, keep_raw, on_page or (lambda: None),
+                     budget or PageBudget.from_settings(settings), robots)
+
+
+@dataclass
+class _Pages:
+    """One call's HTTP client, pool, budget and robots.txt checks, and its bound on pages in flight."""
+
+    fetcher: Fetcher
+    pool: Executor
+    settings: HttpSettings
+    now: datetime
+    keep_raw: bool
+    on_page: Callable[[], None]
+    budget: PageBudget
+    robots: RobotsCheck | None
+    in_flight: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.in_flight = asyncio.Semaphore(self.settings.max_concurrency + 2 * default_workers())
+
+    async def one(self, entry: Entry) -> tuple[ExtractedText | None, str | None, RawPage | None]:
+        result = await _one(self.fetcher, self.pool, self.in_flight, entry, self.settings, self.keep_raw, self.now,
+                            self.budget, self.robots)
+        self.on_page()
+        return result
+
+    async def batch(self, entries: Sequence[Entry], feed_names: Mapping[str, str]) -> Fetched:
+        """The pages of `entries`, started in host turns (host_round_robin), returned in entry order."""
         order = host_round_robin(entries)
-        started = await asyncio.gather(*(one(fetcher, pool, entries[i]) for i in order))
-    done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
-    out = Fetched([], [], [])
-    for entry, (ext, err, raw) in zip(entries, done, strict=True):
-        if ext is None:  # not fetched: left for the next run
-            out.left.append((entry, err or "left for the next run"))
-            continue
-        out.articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), now))
-        if err:
-            out.errors.append((entry.feed_url, entry.link, err))
-        if raw is not None:
-            out.raw_pages.append(raw)
-    return out
+        started = await asyncio.gather(*(self.one(entries[i]) for i in order))
+        done = [started[pos] for pos in sorted(range(len(order)), key=order.__getitem__)]
+        out = Fetched([], [], [])
+        for entry, (ext, err, raw) in zip(entries, done, strict=True):
+            if ext is None:  # not fetched: left for the next run
+                out.left.append((entry, err or "left for the next run"))
+                continue
+            out.articles.append(build_article(entry, ext, feed_names.get(entry.feed_url, entry.feed_url), self.now))
+            if err:
+                out.errors.append((entry.feed_url, entry.link, err))
+            if raw is not None:
+                out.raw_pages.append(raw)
+        return out
 
 
 def _host(url: str) -> str:

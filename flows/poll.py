@@ -6,8 +6,9 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Executor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -20,7 +21,7 @@ from extractors.budget import PageBudget, pages_left_for_later, without_left
 from extractors.dedup import drop_duplicates, lookup_keys, point_at_kept
 from extractors.identity import Resolution, all_aliases, left_for_later, resolve_entries
 from extractors.lifeline import end_with_serve
-from extractors.pages import default_workers, extraction_pool
+from extractors.pages import default_workers, extraction_pool, stream_articles
 from extractors.robots import RobotsCache
 from extractors.schedule import Outage, outage, split_due
 from flows import progress
@@ -165,11 +166,11 @@ def _run(settings: Settings, wh: Warehouse, started: datetime, every_feed: bool 
     # one pool for the run: pages' extraction, then the per-article tagging and signatures
     preload = ("flows.derive", "newsmon.alerts.clusters")  # the workers' imports, made once in the forkserver
     with extraction_pool(len(found.new), default_workers(), preload=preload) as pool:
-        batches = extract_new(found.new, settings, wh, started, pool)
-        for number in range(count):
-            _store_part(next(batches, Extracted()), settings, wh, started, pool, laps, tally, identities,
-                        found.edits if number == count - 1 else None, results,
-                        None if count == 1 else RunPart(number, number == count - 1, tally.stored))
+        with closing(extract_new(found.new, settings, wh, started, pool)) as batches:
+            for number in range(count):
+                _store_part(next(batches, Extracted()), settings, wh, started, pool, laps, tally, identities,
+                            found.edits if number == count - 1 else None, results,
+                            None if count == 1 else RunPart(number, number == count - 1, tally.stored))
     signals_task(wh, settings.alerts, datetime.now(UTC))
     report = deliver_task(wh, settings.alerts, datetime.now(UTC))
     wh.runs.sync_alerts()
@@ -280,32 +281,33 @@ class Extracted:
 
 
 def extract_new(entries: Sequence[Entry], settings: Settings, wh: Warehouse, started: datetime, pool: Executor
-                ) -> Iterator[Extracted]:
-    """Fetch and extract in batches of [extraction] batch_pages, yielding each as it finishes; drop pages
-    whose canonical URL is a stored (or earlier) article.
+                ) -> Generator[Extracted, None, None]:
+    """Fetch and extract in batches of [extraction] batch_pages, yielding each as it finishes (the next batches'
+    pages are fetched and extracted meanwhile: pages.stream_articles); drop pages whose canonical URL is a
+    stored (or earlier) article.
 
     Raw pages, when kept, are written per batch (their bytes never pile up over a run); a page whose
     article turns out to be a duplicate is not kept. The batches share the run's time budget for pages
     ([http] host_budget_s, run_budget_s): entries whose page did not fit are returned, with the reason.
     """
-    names = {f.url: f.name for f in settings.feeds}
     known: dict[str, str] = {}
-    budget = PageBudget.from_settings(settings.http)
-    robots = RobotsCache()  # each host's robots.txt, asked once per run
-    tick = progress.counter("pages", len(entries))
     size = settings.extraction.batch_pages
-    for i in range(0, len(entries), size):
-        chunk = entries[i:i + size]
-        got = extract_task(quoted(chunk), quoted(names), settings.http, started,
-                           settings.extraction.keep_raw_pages, tick, pool, budget, robots)
-        keys = lookup_keys(got.articles) - known.keys()
-        known.update(wh.runs.article_ids_by_url_key(keys))
-        kept, dupes = drop_duplicates(got.articles, known)
-        kept_ids = {a.article_id for a in kept}
-        if got.raw_pages:
-            wh.archive.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
-        yield Extracted(kept, got.errors, dupes, got.left, [e.article_id for e in chunk])
-        del got, kept, dupes
+    chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
+    tick = progress.counter("pages", len(entries))
+    stream = stream_articles(chunks, {f.url: f.name for f in settings.feeds}, settings.http, now=started, pool=pool,
+                             keep_raw=settings.extraction.keep_raw_pages, on_page=tick,
+                             budget=PageBudget.from_settings(settings.http), robots=RobotsCache())
+    with closing(stream):  # a run that stops early cancels the pages still in flight
+        for chunk in chunks:
+            got = extract_task(quoted(stream))
+            keys = lookup_keys(got.articles) - known.keys()
+            known.update(wh.runs.article_ids_by_url_key(keys))
+            kept, dupes = drop_duplicates(got.articles, known)
+            kept_ids = {a.article_id for a in kept}
+            if got.raw_pages:
+                wh.archive.store_raw_pages([r for r in got.raw_pages if r.article_id in kept_ids])
+            yield Extracted(kept, got.errors, dupes, got.left, [e.article_id for e in chunk])
+            del got, kept, dupes
 
 
 def summarize(tally: RunTally, sent: int, alert_errors: list[str], laps: StageClock,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,15 +14,13 @@ from prefect.client.schemas.objects import State
 from prefect.utilities.annotations import quote
 
 from extractors import pages, poller
-from extractors.budget import PageBudget
-from extractors.robots import RobotsCache
 from flows import progress
 from flows.derive import Signature, tag_and_sign
 from newsmon.alerts.deliver import DeliveryReport, deliver_pending, queue_signals
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
 from newsmon.errors import disk_full
-from newsmon.records import Article, ClusterRecord, Entry, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
+from newsmon.records import Article, ClusterRecord, FeedResult, FeedSpec, FeedState, RunBatch, Verdict
 from warehouse import StoreReport, Warehouse
 from warehouse.store import RunPart, RunStore
 
@@ -49,16 +47,12 @@ def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: 
     return results
 
 
-@task(name="fetch-extract", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def extract_task(entries: Sequence[Entry], feed_names: Mapping[str, str], http: HttpSettings,
-                 now: datetime, keep_raw: bool = False, tick: Callable[[], None] | None = None,
-                 pool: Executor | None = None, budget: PageBudget | None = None,
-                 robots: RobotsCache | None = None) -> pages.Fetched:
-    """Fetch and extract one batch of new entries' pages (and pack their bodies when raw pages are kept),
-    in the run's extraction pool when given one, within the run's time budget for pages, asking each host's
-    robots.txt once per run (`robots`, shared by the run's batches)."""
-    return pages.fetch_articles(entries, feed_names, http, now=now, keep_raw=keep_raw, on_page=tick, pool=pool,
-                                budget=budget, robots=robots)
+@task(name="fetch-extract", cache_policy=NO_CACHE)
+def extract_task(stream: Iterator[pages.Fetched]) -> pages.Fetched:
+    """The run's next batch of pages, fetched and extracted (pages.stream_articles, within the run's time budget
+    for pages, each host's robots.txt asked once per run). The stream works on it while the run tags and stores
+    the batch before, so this task lasts only as long as the run still has to wait for it."""
+    return next(stream)
 
 
 @task(name="tag", cache_policy=NO_CACHE)

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,13 @@ def test_a_run_killed_after_its_first_part_keeps_it_and_the_next_run_stores_the_
         cfg = batched_config(tmp_path, site, rx.apprise_url(), batch)
         proc = start(cfg, api_env)
 
-        def kill() -> None:  # the first page of the second batch: the first part has been stored by then
+        def kill() -> None:
+            # the first page of the second batch, asked while the run stores the first (the next batch's pages
+            # stream meanwhile): held until that part is stored, so the second part cannot be, then the run dies
+            ends = time.monotonic() + 120
+            while state_rows(cfg, "SELECT count(*) FROM runs WHERE state = 'stored'") != [(1,)]:
+                assert time.monotonic() < ends, "the first part was never stored"
+                time.sleep(0.05)
             os.killpg(proc.pid, signal.SIGKILL)
 
         site.trap = (batch + 1, kill)
