@@ -90,7 +90,7 @@ class HttpSettings:
     contact_url: str = PLACEHOLDER_CONTACT  # where site operators reach the operator: sent in the User-Agent
     robots: bool = True  # honour robots.txt for article pages (extractors.robots); feeds are always fetched
     timeout_s: float = 20.0
-    max_concurrency: int = 32
+    max_concurrency: int = 64  # all hosts together; politeness is per host (max_per_host, per_host_delay_s)
     max_per_host: int = 2
     max_feed_bytes: int = 10_000_000
     max_page_bytes: int = 5_000_000
