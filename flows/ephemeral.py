@@ -1,57 +1,49 @@
-"""Prefect's temporary API server for a run without PREFECT_API_URL, tied to the process that runs the flow.
+"""The Prefect API a run uses: the configured one, else a running `newsmon serve`'s, else a temporary server that
+this process starts for the run and stops after it.
 
-Prefect starts that server (`python -m uvicorn ... prefect.server.api.server:create_app`, ~200 MB) in a
-subprocess on first use, and stops it at exit (atexit). A SIGKILLed run never reaches atexit, and each kill left
-one running. `start_tied_api()` starts it first, from the main thread, as Prefect's own `SubprocessASGIServer`
-with its own command and settings, and two additions to the Popen call: the kernel SIGKILLs it when this process
-ends (PR_SET_PDEATHSIG, extractors.lifeline), and it imports nothing from the working folder (PYTHONSAFEPATH;
-`-m` puts the folder first on the path). Prefect's later `SubprocessASGIServer()` calls get this running one.
-Its output goes to `<PREFECT_HOME>/newsmon-temporary-server.log`, not to the run's terminal: stopping it at the
-end of a run can make its services log cancelled database writes, with tracebacks, that are not the run's.
+A run first uses a server that is already up: the one a `newsmon serve` of the same Prefect home started (it
+leaves its address in `<PREFECT_HOME>/newsmon-serve.json` while it serves). Starting a temporary server is most
+of a cold run's wall time; the run then also shows in serve's UI.
 
-Before any of that, a run uses a server that is already up: the one a `newsmon serve` of the same Prefect home
-started (it leaves its address in `<PREFECT_HOME>/newsmon-serve.json` while it serves). Starting a temporary
-server is most of a cold run's wall time; the run then also shows in serve's UI.
+Otherwise `temporary_api()` starts the server Prefect itself would start for a run without PREFECT_API_URL (uvicorn
+on `prefect.server.api.server:create_app`, UI off, in ephemeral mode), with three differences:
+- the kernel SIGKILLs it when this process ends (PR_SET_PDEATHSIG, extractors.lifeline): Prefect stops its own at
+  exit (atexit), which a SIGKILLed run never reaches, and each kill left one running (~200 MB);
+- it imports nothing from the working folder (PYTHONSAFEPATH; `-m` puts that folder first on the path);
+- its output goes to `<PREFECT_HOME>/newsmon-temporary-server.log`, not to the run's terminal: stopping it can
+  make its services log cancelled database writes, with tracebacks, that are not the run's.
+The run then reaches it as a configured API; later runs in the process use the same server, which stops when the
+process exits. This process never imports Prefect's server package (~2 s, ~80 MB), which Prefect's own way of
+starting the server did.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
+import socket
 import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any
 
-from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_HOME, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_HOME,
+    get_current_settings,
+    temporary_settings,
+)
 
 from extractors.lifeline import child_env, die_with_parent_hook
-
-
-class _TiedPopen(ModuleType):
-    """Stands in for `subprocess` inside Prefect's server module while it starts the server: the same module,
-    with a Popen that adds the lifeline and PYTHONSAFEPATH."""
-
-    def __init__(self) -> None:
-        super().__init__("subprocess")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(subprocess, name)
-
-    @staticmethod
-    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
-        kwargs["env"] = child_env(kwargs.get("env"))
-        kwargs.setdefault("preexec_fn", die_with_parent_hook())
-        with open_server_log() as log:
-            kwargs.setdefault("stdout", log)
-            kwargs.setdefault("stderr", subprocess.STDOUT)
-            return subprocess.Popen(*args, **kwargs)
-
+from newsmon.errors import NewsmonError
 
 SERVER_LOG_LIMIT = 1 << 20
 
@@ -74,28 +66,6 @@ def open_server_log() -> IO[bytes]:
 
 
 HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
-
-
-@cache
-def tied_server_class() -> Any:
-    """TiedServer: Prefect's temporary server, started with a lifeline (see the module docstring). Made on first
-    use: Prefect's server package takes ~2 s to import, which a run against a running server never needs."""
-    import prefect.server.api.server as prefect_server_module
-    from prefect.server.api.server import SubprocessASGIServer
-
-    class TiedServer(SubprocessASGIServer):
-        _swap = threading.Lock()
-
-        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            names = vars(prefect_server_module)  # the globals its _run_uvicorn_command reads `subprocess` from
-            with self._swap:
-                names["subprocess"] = _TiedPopen()
-                try:
-                    return super()._run_uvicorn_command()
-                finally:
-                    names["subprocess"] = subprocess
-
-    return TiedServer
 
 
 def serve_record() -> Path:
@@ -136,14 +106,10 @@ def running_api(timeout_s: float = 1.0) -> str | None:
 @contextmanager
 def run_api() -> Iterator[None]:
     """The Prefect API for the flow this process runs in the block: the configured one; else the server of a
-    running `newsmon serve`; else Prefect's temporary server, started here tied to this process. Enter it from
-    the main thread: the tie is to the thread that starts the server."""
-    api = None if PREFECT_API_URL.value() else running_api()
+    running `newsmon serve`; else this process's temporary server (temporary_api)."""
     updates: dict[Any, Any] = {} if heartbeats_configured() else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-    if api is None:
-        start_tied_api()
-    else:
-        updates[PREFECT_API_URL] = api
+    if not PREFECT_API_URL.value():
+        updates[PREFECT_API_URL] = running_api() or temporary_api()
     with temporary_settings(updates=updates):
         yield
 
@@ -156,14 +122,78 @@ def heartbeats_configured() -> bool:
     return any(os.environ.get(v) for v in HEARTBEAT_VARIABLES)
 
 
-def start_tied_api() -> bool:
-    """Start Prefect's temporary API server tied to this process, unless an API is configured or the server
-    runs already. True when this call started it."""
-    if PREFECT_API_URL.value() or threading.current_thread() is not threading.main_thread():
-        return False
-    tied = tied_server_class()
-    server = tied()
-    if not isinstance(server, tied) or server.running:  # Prefect made (and maybe started) one already
-        return False
-    server.start()
-    return True
+PORT_IN_USE = 3  # uvicorn's exit code when its port was taken before it bound it
+
+
+_temporary: list[tuple[str, subprocess.Popen[bytes]]] = []  # this process's temporary server, once started
+_starting = threading.Lock()
+
+
+def temporary_api(timeout_s: float | None = None) -> str:
+    """The API URL of this process's temporary Prefect server (see the module docstring): started on first use,
+    stopped when the process exits, as Prefect's own. Tied to this process only when started from the main
+    thread. Waits up to `timeout_s` (default: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, 20 s)."""
+    with _starting:
+        if _temporary and _temporary[-1][1].poll() is None:
+            return _temporary[-1][0]
+        default_s = get_current_settings().server.ephemeral.startup_timeout_seconds
+        api, proc = _start_temporary(timeout_s or float(default_s))
+        atexit.register(stop, proc)
+        _temporary.append((api, proc))
+        return api
+
+
+def _start_temporary(wait_s: float) -> tuple[str, subprocess.Popen[bytes]]:
+    import prefect
+
+    env = child_env({**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                     "PREFECT__SERVER_FINAL": "1",
+                     **get_current_settings().to_environment_variables(exclude_unset=True)})
+    ends = time.monotonic() + wait_s
+    while True:
+        port = free_port()
+        with open_server_log() as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
+                 "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+                 "--log-level", "error", "--lifespan", "on"],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent_hook())
+        api = f"http://127.0.0.1:{port}/api"
+        if wait_healthy(api, proc, ends):
+            return api, proc
+        stop(proc)
+        if proc.returncode != PORT_IN_USE or time.monotonic() > ends:
+            why = "did not answer" if proc.returncode == -signal.SIGTERM else f"exited ({proc.returncode})"
+            raise NewsmonError(f"Prefect's temporary server {why} within {wait_s:.0f} s; see {server_log()}, or "
+                               "run `prefect server start` and set PREFECT_API_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(api: str, proc: subprocess.Popen[Any], ends: float) -> bool:
+    """Whether the server `proc` answers on `api`/health before the monotonic time `ends` (False once it exits)."""
+    while time.monotonic() < ends and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server this process started: SIGTERM, then SIGKILL after 5 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
