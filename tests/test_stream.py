@@ -62,3 +62,24 @@ def test_closing_the_stream_early_stops_it_and_leaves_later_batches_unasked(rout
         assert not stream_threads()
     assert [a.entry_key for a in first.articles] == [e.key for e in batches[0]]
     assert requested(routes, batches[2]) == requested(routes, batches[3]) == 0
+
+
+class Broken(dict[str, str]):
+    """Feed names whose look-up fails: an unexpected error inside a batch, after its pages were fetched."""
+
+    def get(self, key: str, default: object = None) -> str:
+        raise RuntimeError("feed names unavailable")
+
+
+def test_an_error_inside_a_batch_reaches_the_caller_and_the_stream_ends(routes: RouteServer) -> None:
+    batches = batches_on(routes, 3, 2)
+    with extraction_pool(1, 1) as pool:
+        stream = stream_articles(batches, Broken(), HTTP, now=NOW, pool=pool)
+        try:
+            next(stream)
+        except RuntimeError as exc:
+            assert str(exc) == "feed names unavailable"
+        else:
+            raise AssertionError("the batch's error was not raised")
+        stream.close()
+        assert not stream_threads()
