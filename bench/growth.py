@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -206,25 +205,17 @@ def import_top(n: int = 8) -> str:
 def prefect_server(home: Path, notes: list[str]) -> Iterator[str]:
     """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME, healthy, while the block runs: its API.
     Adds to `notes` how long it took to answer /api/health."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from flows.ephemeral import free_port, wait_healthy  # imports Prefect's settings: only when a server is wanted
+
+    port = free_port()
     env = bench_env() | {"PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host",
                              "127.0.0.1", "--port", str(port)], cwd=home.parent, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api, started = f"http://127.0.0.1:{port}/api", time.monotonic()
     try:
-        deadline = started + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("bench: `prefect server start` did not become healthy") from None
-                time.sleep(0.2)
+        if not wait_healthy(api, proc, started + 120):
+            raise SystemExit("bench: `prefect server start` did not become healthy")
         notes.append(f"`prefect server start` answered /api/health {time.monotonic() - started:.1f} s after its "
                      "start (the no-server runs start such a server themselves)")
         yield api

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -29,7 +27,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from extractors.lifeline import SERVE_PID, child_env, die_with_parent_hook, safe_children
 from flows.digest import daily_digest
-from flows.ephemeral import announced
+from flows.ephemeral import announced, free_port, wait_healthy
 from flows.maintenance import maintenance
 from flows.poll import poll_feeds
 from newsmon.config import Settings
@@ -96,9 +94,7 @@ def prefect_api(startup_s: float = 120.0) -> Iterator[tuple[str, bool]]:
     if configured:
         yield configured, False
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     # -P and PYTHONSAFEPATH: nothing from the working folder on its import path (nor its children's); the
     # lifeline: the kernel kills it when serve ends, SIGKILLed or not (extractors.lifeline).
@@ -116,17 +112,11 @@ def prefect_api(startup_s: float = 120.0) -> Iterator[tuple[str, bool]]:
 
 
 def _wait_healthy(api: str, server: subprocess.Popen[bytes], startup_s: float) -> None:
-    deadline = time.monotonic() + startup_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise NewsmonError(f"the local Prefect server exited ({server.returncode}); run `{command('prefect')} "
-                               "server start` yourself to see why, and set PREFECT_API_URL")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
+    if wait_healthy(api, server, time.monotonic() + startup_s):
+        return
+    if server.poll() is not None:
+        raise NewsmonError(f"the local Prefect server exited ({server.returncode}); run `{command('prefect')} "
+                           "server start` yourself to see why, and set PREFECT_API_URL")
     raise NewsmonError(f"the local Prefect server did not answer within {startup_s:.0f} s")
 
 
