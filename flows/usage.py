@@ -29,18 +29,24 @@ def tree_cpu_seconds(root: int | None = None) -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return process_tree(root)[1]
+
+
+def process_tree(root: int) -> tuple[list[int], float]:
+    """`root` and every live process under it (root first), and their CPU seconds as tree_cpu_seconds counts
+    them: one pass over /proc (Linux only)."""
     parent: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (f := _stat_fields(entry)) is not None:
             parent[int(entry)] = int(f[1])
             ticks[int(entry)] = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
-    total, todo = 0, [root]
     children: dict[int, list[int]] = {}
     for pid, ppid in parent.items():
         children.setdefault(ppid, []).append(pid)
+    pids, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += ticks.get(pid, 0)
+        pids.append(pid)
         todo += children.get(pid, [])
-    return total / _TICK
+    return pids, sum(ticks.get(pid, 0) for pid in pids) / _TICK
