@@ -34,6 +34,10 @@ from newsmon.errors import BlockedURLError, FetchError
 MAX_REDIRECTS = 5
 ACCEPT_ENCODING = "gzip, deflate"
 REDIRECT_CODES = {301, 302, 303, 307, 308}
+# The body of a 304, a redirect or an error is read (and dropped) up to this size, so that the connection goes
+# back to the pool: one left unread is closed, and the host's next request (every unchanged feed of a re-poll)
+# would open a new one, with a TLS handshake.
+DRAIN_BYTES = 64 * 1024
 
 
 def user_agent(contact_url: str) -> str:
@@ -201,6 +205,7 @@ class Fetcher:
             async with self._client.stream("GET", url, headers=headers) as resp:
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}
                 if resp.status_code >= 300:
+                    await _drain(resp)
                     return resp.status_code, hdrs, b""
                 declared = hdrs.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
@@ -213,6 +218,15 @@ class Fetcher:
             raise FetchError(f"timed out ({type(exc).__name__}); the server is slow or down", url=url) from exc
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # ValueError: an IDNA-invalid host
             raise FetchError(describe_failure(exc, urlsplit(url).hostname), url=url) from exc
+
+
+async def _drain(resp: httpx.Response) -> None:
+    """Read a body nobody needs, up to DRAIN_BYTES: past that, the connection is closed instead."""
+    seen = 0
+    async for raw in resp.aiter_raw():
+        seen += len(raw)
+        if seen > DRAIN_BYTES:
+            return
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
