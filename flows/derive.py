@@ -42,15 +42,11 @@ def tag_and_sign(articles: Sequence[Article], rules: Sequence[Path],
 def derive_chunk(rules: tuple[str, ...],
                  items: Sequence[tuple[str, str, str]]) -> list[tuple[list[Verdict], Signature]]:
     """(verdicts, signature) of each (article_id, title, text): what a pool worker runs."""
-    from newsmon.alerts.clusters import signature  # datasketch imports scipy (~0.6 s): only runs with new stories
+    from newsmon.alerts.clusters import hash_values  # datasketch: imported by the forkserver (preload)
 
     watchlists = _watchlists(rules)
-    out = []
-    for article_id, title, text in items:
-        mh = signature(title, text)
-        out.append(([to_verdict(article_id, wl.tag(title, text)) for wl in watchlists],
-                    tuple(int(x) for x in mh.hashvalues) if mh is not None else None))
-    return out
+    return [([to_verdict(article_id, wl.tag(title, text)) for wl in watchlists], hash_values(title, text))
+            for article_id, title, text in items]
 
 
 @lru_cache(maxsize=4)

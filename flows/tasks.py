@@ -16,6 +16,7 @@ from prefect.utilities.annotations import quote
 from extractors import pages, poller
 from flows import progress
 from flows.derive import Signature, tag_and_sign
+from newsmon.alerts.clusters import assign_clusters
 from newsmon.alerts.deliver import DeliveryReport, deliver_pending, queue_signals
 from newsmon.alerts.notify import AppriseNotifier
 from newsmon.config import AlertSettings, HttpSettings
@@ -82,8 +83,6 @@ def cluster_task(runs: RunStore, articles: Sequence[Article], signatures: Mappin
     """Put every new article in a story cluster: a recent one it copies, or a new one."""
     if not articles:  # an unchanged poll: no need to read and index the recent clusters (~0.25 s at 5,000)
         return [], []
-    from newsmon.alerts.clusters import assign_clusters  # datasketch imports scipy (~0.6 s): not for a quiet run
-
     recent = runs.recent_clusters(since=now - timedelta(days=alerts.cluster_days))
     return assign_clusters(articles, recent, threshold=alerts.cluster_similarity, now=now, signatures=signatures)
 

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 
-from newsmon.alerts.clusters import assign_clusters, similarity
-from newsmon.records import Article, FeedResult, FeedSpec, RunBatch
+from newsmon.alerts.clusters import NUM_PERM, SCHEME, _Index, assign_clusters, bands, hash_values, jaccard, similarity
+from newsmon.records import Article, ClusterRecord, FeedResult, FeedSpec, RunBatch
 from tests.conftest import make_warehouse
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -96,3 +99,55 @@ def test_signatures_worked_out_in_the_pool_give_the_same_clusters_and_verdicts_a
     there = assign_clusters(stories, [], threshold=0.45, now=NOW, signatures=signatures)
     assert here == there
     assert len({a.cluster_id for a in there[0][:4]}) == 1  # the four copies still make one story
+
+
+def test_the_index_chooses_its_bands_and_finds_candidates_as_datasketchs_lsh_does() -> None:
+    """The flow compares and indexes signatures without datasketch; datasketch (what makes the signatures in the
+    workers) is the reference for the band layout and for which seeds an article is compared with."""
+    from datasketch import LeanMinHash, MinHashLSH
+    from datasketch.lsh import _optimal_param
+
+    for t in range(2, 99):
+        assert bands(t / 100) == _optimal_param(t / 100, NUM_PERM, 0.5, 0.5), t / 100
+    texts = [(d.get("title", ""), d["text"]) for d in DEVSET]
+    signed = [(f"a{i}", hv) for i, (title, text) in enumerate(texts) if (hv := hash_values(title, text))]
+    base = {aid: hv for aid, hv in signed}
+    # near copies: every tenth article again with its words changed here and there
+    for i, (title, text) in enumerate(texts[::10]):
+        words = text.split()
+        edited = " ".join("X" if j % (4 + i % 5) == 0 else w for j, w in enumerate(words))
+        if (hv := hash_values(title, edited)) is not None:
+            signed.append((f"copy{i}", hv))
+    assert len(signed) > 50
+    for threshold in (0.3, 0.45, 0.7):
+        ours = _Index([], threshold)
+        theirs = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        for aid, hv in base.items():
+            ours.add(ClusterRecord(aid, aid, "", NOW, NOW, hv), hv)
+            theirs.insert(aid, LeanMinHash(seed=1, hashvalues=list(hv), scheme=SCHEME))
+        for aid, hv in signed:
+            found = {k for table, key in ours._keys(hv) for k in table.get(key, ())}
+            assert found == set(theirs.query(LeanMinHash(seed=1, hashvalues=list(hv), scheme=SCHEME))), aid
+        for (_, a), (_, b) in list(combinations(signed, 2))[:2000]:
+            la, lb = (LeanMinHash(seed=1, hashvalues=list(x), scheme=SCHEME) for x in (a, b))
+            assert jaccard(a, b) == float(la.jaccard(lb))
+
+
+def test_assigning_clusters_from_signatures_never_imports_datasketch(tmp_path: Path) -> None:
+    """The flow process gets signatures from the workers: datasketch, and scipy with it, stay out of it."""
+    sigs = {a.article_id: hash_values(a.title, a.text) for a in copies()}
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import sys, json\n"
+        "from datetime import datetime\n"
+        "import flows.poll, flows.tasks\n"
+        "from newsmon.alerts.clusters import assign_clusters\n"
+        "from tests.test_clusters import copies, NOW\n"
+        f"sigs = json.loads({json.dumps(sigs)!r})\n"
+        "out, clusters = assign_clusters(copies(), [], threshold=0.45, now=NOW, signatures=sigs)\n"
+        "print(len(clusters), sorted(m for m in sys.modules if m.split('.')[0] in ('datasketch', 'scipy')))\n")
+    root = str(Path(__file__).parent.parent)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "[]"]
