@@ -42,7 +42,7 @@ def tag_and_sign(articles: Sequence[Article], rules: Sequence[Path],
 def derive_chunk(rules: tuple[str, ...],
                  items: Sequence[tuple[str, str, str]]) -> list[tuple[list[Verdict], Signature]]:
     """(verdicts, signature) of each (article_id, title, text): what a pool worker runs."""
-    from newsmon.alerts.clusters import hash_values  # datasketch: imported by the forkserver (preload)
+    from newsmon.alerts.clusters import hash_values  # numpy: the flow process only needs it to cluster
 
     watchlists = _watchlists(rules)
     return [([to_verdict(article_id, wl.tag(title, text)) for wl in watchlists], hash_values(title, text))

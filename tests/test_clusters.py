@@ -8,7 +8,17 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 
-from newsmon.alerts.clusters import NUM_PERM, SCHEME, _Index, assign_clusters, bands, hash_values, jaccard, similarity
+from newsmon.alerts.clusters import (
+    NUM_PERM,
+    SCHEME,
+    _Index,
+    assign_clusters,
+    bands,
+    hash_values,
+    jaccard,
+    shingles,
+    similarity,
+)
 from newsmon.records import Article, ClusterRecord, FeedResult, FeedSpec, RunBatch
 from tests.conftest import make_warehouse
 
@@ -101,10 +111,11 @@ def test_signatures_worked_out_in_the_pool_give_the_same_clusters_and_verdicts_a
     assert len({a.cluster_id for a in there[0][:4]}) == 1  # the four copies still make one story
 
 
-def test_the_index_chooses_its_bands_and_finds_candidates_as_datasketchs_lsh_does() -> None:
-    """The flow compares and indexes signatures without datasketch; datasketch (what makes the signatures in the
-    workers) is the reference for the band layout and for which seeds an article is compared with."""
-    from datasketch import LeanMinHash, MinHashLSH
+def test_signatures_index_and_similarity_are_datasketchs_value_for_value() -> None:
+    """newsmon signs, compares and indexes stories without datasketch (which imports scipy); datasketch, which
+    made the signatures warehouses already hold, is the reference for every hash value, the band layout, which
+    seeds an article is compared with, and the estimated similarity."""
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
     from datasketch.lsh import _optimal_param
 
     for t in range(2, 99):
@@ -119,6 +130,12 @@ def test_the_index_chooses_its_bands_and_finds_candidates_as_datasketchs_lsh_doe
         if (hv := hash_values(title, edited)) is not None:
             signed.append((f"copy{i}", hv))
     assert len(signed) > 50
+    texts += [("", " ".join(f"w{(i * 7919 + j * 104729) % 5000}" for j in range(40 + i % 900))) for i in range(60)]
+    for title, text in texts:
+        grams = shingles(title, text)
+        ref = MinHash(num_perm=NUM_PERM, scheme=SCHEME, seed=1)
+        ref.update_batch(list(grams))
+        assert hash_values(title, text) == (tuple(int(x) for x in ref.hashvalues) if len(grams) >= 8 else None)
     for threshold in (0.3, 0.45, 0.7):
         ours = _Index([], threshold)
         theirs = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
@@ -133,8 +150,8 @@ def test_the_index_chooses_its_bands_and_finds_candidates_as_datasketchs_lsh_doe
             assert jaccard(a, b) == float(la.jaccard(lb))
 
 
-def test_assigning_clusters_from_signatures_never_imports_datasketch(tmp_path: Path) -> None:
-    """The flow process gets signatures from the workers: datasketch, and scipy with it, stay out of it."""
+def test_signing_and_clustering_never_import_datasketch(tmp_path: Path) -> None:
+    """Neither the flow process nor the workers import datasketch, and scipy with it (~0.6 s, ~60 MB)."""
     sigs = {a.article_id: hash_values(a.title, a.text) for a in copies()}
     script = tmp_path / "flow.py"
     script.write_text(
@@ -145,6 +162,8 @@ def test_assigning_clusters_from_signatures_never_imports_datasketch(tmp_path: P
         "from tests.test_clusters import copies, NOW\n"
         f"sigs = json.loads({json.dumps(sigs)!r})\n"
         "out, clusters = assign_clusters(copies(), [], threshold=0.45, now=NOW, signatures=sigs)\n"
+        "out, again = assign_clusters(copies(), [], threshold=0.45, now=NOW)\n"  # signed here
+        "assert again == clusters\n"
         "print(len(clusters), sorted(m for m in sys.modules if m.split('.')[0] in ('datasketch', 'scipy')))\n")
     root = str(Path(__file__).parent.parent)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root,
