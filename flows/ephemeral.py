@@ -165,8 +165,10 @@ def _start_temporary(wait_s: float) -> tuple[str, subprocess.Popen[bytes]]:
         stop(proc)
         if proc.returncode != PORT_IN_USE or time.monotonic() > ends:
             why = "did not answer" if proc.returncode == -signal.SIGTERM else f"exited ({proc.returncode})"
-            raise NewsmonError(f"Prefect's temporary server {why} within {wait_s:.0f} s; see {server_log()}, or "
-                               "run `prefect server start` and set PREFECT_API_URL")
+            raise NewsmonError(f"Prefect's temporary server {why} within {wait_s:.0f} s; see {server_log()}. Its "
+                               "first start creates its database: give it longer with "
+                               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run `prefect server start` "
+                               "and set PREFECT_API_URL")
 
 
 def free_port() -> int:
