@@ -12,11 +12,12 @@ from concurrent.futures import Executor
 from functools import lru_cache, partial
 from pathlib import Path
 
+from newsmon.alerts.clusters import HashValues, hash_values
 from newsmon.records import Article, Verdict
 from newsmon.tagging import TagResult, Watchlist, load_watchlists
 
 CHUNK = 40  # articles per job: ~0.1 s of work, so both workers stay busy to the end
-Signature = tuple[int, ...] | None  # MinHash hash values; None for a text too short to compare
+Signature = HashValues | None  # None for a text too short to compare
 
 
 def to_verdict(article_id: str, r: TagResult) -> Verdict:
@@ -42,8 +43,6 @@ def tag_and_sign(articles: Sequence[Article], rules: Sequence[Path],
 def derive_chunk(rules: tuple[str, ...],
                  items: Sequence[tuple[str, str, str]]) -> list[tuple[list[Verdict], Signature]]:
     """(verdicts, signature) of each (article_id, title, text): what a pool worker runs."""
-    from newsmon.alerts.clusters import hash_values  # numpy: the flow process only needs it to cluster
-
     watchlists = _watchlists(rules)
     return [([to_verdict(article_id, wl.tag(title, text)) for wl in watchlists], hash_values(title, text))
             for article_id, title, text in items]

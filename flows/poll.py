@@ -164,7 +164,7 @@ def _run(settings: Settings, wh: Warehouse, started: datetime, every_feed: bool 
     for alias, article_id in found.aliases:
         identities.setdefault(article_id, []).append((alias, article_id))
     # one pool for the run: pages' extraction, then the per-article tagging and signatures
-    preload = ("flows.derive", "newsmon.alerts.clusters")  # the workers' imports, made once in the forkserver
+    preload = ("flows.derive",)  # the workers' imports (tagging, signatures), made once in the forkserver
     with extraction_pool(len(found.new), default_workers(), preload=preload) as pool:
         with closing(extract_new(found.new, settings, wh, started, pool)) as batches:
             for number in range(count):

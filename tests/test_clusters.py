@@ -116,10 +116,10 @@ def test_signatures_index_and_similarity_are_datasketchs_value_for_value() -> No
     made the signatures warehouses already hold, is the reference for every hash value, the band layout, which
     seeds an article is compared with, and the estimated similarity."""
     from datasketch import LeanMinHash, MinHash, MinHashLSH
-    from datasketch.lsh import _optimal_param
 
     for t in range(2, 99):
-        assert bands(t / 100) == _optimal_param(t / 100, NUM_PERM, 0.5, 0.5), t / 100
+        reference = MinHashLSH(threshold=t / 100, num_perm=NUM_PERM)
+        assert bands(t / 100) == (reference.b, reference.r), t / 100
     texts = [(d.get("title", ""), d["text"]) for d in DEVSET]
     signed = [(f"a{i}", hv) for i, (title, text) in enumerate(texts) if (hv := hash_values(title, text))]
     base = {aid: hv for aid, hv in signed}
