@@ -128,6 +128,23 @@ def test_the_pool_initializer_loads_the_language_model_once_per_worker() -> None
     assert seen and all(size == 1 for size in seen.values())
 
 
+def _justext_stoplist() -> tuple[int, int, int]:
+    from justext.core import define_stoplist
+    from trafilatura import external
+
+    built = external.JT_STOPLIST
+    return os.getpid(), 0 if built is None else id(built), define_stoplist.cache_info().currsize
+
+
+def test_workers_start_with_justext_s_stoplist_built_once_before_the_fork() -> None:
+    # built by each worker on its first fallback page, it cost ~0.5 s and ~30 MB a worker
+    with extraction_pool(100, 2) as pool:
+        seen = dict((pid, (stoplist, lowered)) for pid, stoplist, lowered in
+                    (pool.submit(_justext_stoplist).result() for _ in range(6)))
+    assert seen and all(stoplist and lowered == 1 for stoplist, lowered in seen.values())
+    assert len({stoplist for stoplist, _ in seen.values()}) == 1  # one object, the forkserver's
+
+
 def test_cli_retag_dry_run_prints_the_stories_that_would_flip(tmp_path: Path) -> None:
     warehouse_with(tmp_path, [art(0, *POSITIVE)], [stale("a0", False, 0.2)]).close()
     cfg = tmp_path / "newsmon.toml"
