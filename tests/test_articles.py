@@ -235,6 +235,20 @@ def test_detect_language(text: str, language: str) -> None:
     assert detect_language(text) == language
 
 
+def test_the_language_model_holds_newsmon_s_languages_only() -> None:
+    # py3langid's set_languages keeps its 142-language model beside the restriction; newsmon's identifier drops
+    # it (~27 MB in every process that detects languages): reset to "all", it still has LANGUAGES alone
+    from extractors.language import LANGUAGES, _identifier
+
+    model = _identifier()
+    try:
+        model.set_languages(None)
+        assert sorted(model.labels) == sorted(LANGUAGES)
+    finally:
+        model.set_languages(list(LANGUAGES))
+    assert detect_language("Россия и Азербайджан договорились о сотрудничестве в энергетике") == "ru"
+
+
 @pytest.mark.parametrize("text", ["", "   ", "SOCAR", "Baku, 14 May", "12:45 — 3:1"])
 def test_detect_language_returns_none_for_too_short_text(text: str) -> None:
     assert detect_language(text) is None
