@@ -139,8 +139,8 @@ def _justext_stoplist() -> tuple[int, int, int]:
 def test_workers_start_with_justext_s_stoplist_built_once_before_the_fork() -> None:
     # built by each worker on its first fallback page, it cost ~0.5 s and ~30 MB a worker
     with extraction_pool(100, 2) as pool:
-        seen = dict((pid, (stoplist, lowered)) for pid, stoplist, lowered in
-                    (pool.submit(_justext_stoplist).result() for _ in range(6)))
+        answers = [pool.submit(_justext_stoplist).result() for _ in range(6)]
+    seen = {pid: (stoplist, lowered) for pid, stoplist, lowered in answers}
     assert seen and all(stoplist and lowered == 1 for stoplist, lowered in seen.values())
     assert len({stoplist for stoplist, _ in seen.values()}) == 1  # one object, the forkserver's
 
