@@ -8,6 +8,8 @@ by the warm-up, inside the pool.
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +18,25 @@ from extractors.lifeline import tie_pool_worker
 from extractors.rawpages import pack
 from newsmon.errors import ExtractionError
 from newsmon.records import ExtractedText
+
+# After a page this large, the worker hands the C heap's free pages back to the system (glibc's malloc_trim).
+# The parse trees of a large page leave free memory scattered through the heap, which malloc keeps: a worker's
+# own memory grew to ~90 MB after the corpus's largest pages (up to 2.9 MB) and stayed there; trimmed, ~50-64 MB.
+# Only large pages, because the next page faults the returned memory back in: after every page that cost ~4% of
+# the extraction's CPU, after pages of 1 MiB or more (~3% of the corpus's pages) ~0.7%.
+TRIM_AFTER_BYTES = 1 << 20
+
+
+def heap_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS): nothing to trim there."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    return trim
+
+
+_trim = heap_trim()
 
 
 @dataclass(frozen=True)
@@ -64,4 +85,7 @@ def extract_page(body: bytes, url: str, content_type: str | None, charset: str |
         ext = extract_article(body, url, content_type=content_type, http_encoding=charset, feed_date=feed_date)
     except ExtractionError as exc:
         return PageOutcome(None, str(exc), packed)
+    finally:
+        if _trim is not None and len(body) >= TRIM_AFTER_BYTES:
+            _trim(0)
     return PageOutcome(ext, None, packed)

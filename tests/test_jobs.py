@@ -15,6 +15,7 @@ import pytest
 from extractors.dedup import drop_duplicates
 from extractors.pages import extraction_pool
 from extractors.rawpages import pack, unpack
+from extractors.worker import heap_trim as worker_trim
 from flows.jobs import reextract, retag
 from newsmon.errors import ExtractionError
 from newsmon.records import Article, RawPage, RunBatch, Verdict, url_key
@@ -143,6 +144,34 @@ def test_workers_start_with_justext_s_stoplist_built_once_before_the_fork() -> N
     seen = {pid: (stoplist, lowered) for pid, stoplist, lowered in answers}
     assert seen and all(stoplist and lowered == 1 for stoplist, lowered in seen.values())
     assert len({stoplist for stoplist, _ in seen.values()}) == 1  # one object, the forkserver's
+
+
+_BIG_PAGE_PROBE = """
+import sys
+import extractors.worker as worker
+if sys.argv[1] == "untrimmed":
+    worker.TRIM_AFTER_BYTES = 1 << 40
+worker.warm_up()
+item = "<div class=story><p>Baku and Moscow discussed energy and trade on day {}.</p><a href=/a/{}>more</a></div>"
+body = ("<html><body><article>" + "".join(item.format(i, i) for i in range(14000)) + "</article></body></html>")
+body = body.encode()
+def own() -> int:
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("RssAnon"))
+before = own()
+outcome = worker.extract_page(body, "https://example.com/big", "text/html", None, None, False)
+assert outcome.extracted is not None and len(body) >= 1 << 20
+print((own() - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or worker_trim() is None, reason="glibc on Linux only")
+def test_a_worker_hands_back_the_heap_a_large_page_used() -> None:
+    # a ~1.9 MB page's parse trees left ~100 MB of free heap in the worker for the rest of the run
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    grew = {how: int(subprocess.run([sys.executable, "-c", _BIG_PAGE_PROBE, how], cwd=ROOT, env=env, check=True,
+                                    capture_output=True, text=True, timeout=120).stdout)
+            for how in ("trimmed", "untrimmed")}
+    assert grew["untrimmed"] > 40 and grew["trimmed"] < grew["untrimmed"] / 3, grew
 
 
 def test_cli_retag_dry_run_prints_the_stories_that_would_flip(tmp_path: Path) -> None:
