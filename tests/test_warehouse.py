@@ -203,6 +203,25 @@ def test_evidence_rows_and_daily_counts_need_no_json(tmp_path: Path) -> None:
         (NOW.date(), "Other", "az_ru", 1), (NOW.date(), "Other", "energy", 1)]
 
 
+LOCAL_RUN = """
+import sys
+from pathlib import Path
+import flows.poll
+from tests.test_warehouse import NOW, batch
+from tests.conftest import make_warehouse
+make_warehouse(Path(sys.argv[1])).runs.store_run(batch("r", 3), finished_at=NOW)
+print(sorted(m for m in sys.modules if m.split(".")[0] == "psycopg"))
+"""
+
+
+def test_a_local_warehouse_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    # psycopg is ~9 MB in every run's process; only a PostgreSQL state or catalog needs it
+    out = subprocess.run([sys.executable, "-c", LOCAL_RUN, str(tmp_path / "w.duckdb")], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 KILLED_WRITER = """
 import sys
 from pathlib import Path

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import psycopg
 
 from newsmon.errors import StorageError
 from newsmon.hints import command
@@ -176,6 +175,8 @@ def writer_turn(loc: LakeLocation) -> Iterator[None]:
 
 @contextmanager
 def _advisory_lock(loc: LakeLocation) -> Iterator[None]:
+    import psycopg  # only a PostgreSQL catalog needs it (warehouse.state)
+
     try:
         con = psycopg.connect(loc.catalog.removeprefix("postgres:"), autocommit=True, connect_timeout=30)
     except psycopg.Error as exc:

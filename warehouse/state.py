@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import sqlite3
+import sys
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,8 +23,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import psycopg
 
 from newsmon.errors import StorageError
 
@@ -112,7 +111,7 @@ class StateDB:
                 cur.execute("INSERT INTO meta VALUES ('state_version', ?) ON CONFLICT (key) DO NOTHING",
                             [str(STATE_VERSION)])
                 found = cur.one("SELECT value FROM meta WHERE key = 'state_version'")
-        except (OSError, StorageError, sqlite3.Error, psycopg.Error) as exc:
+        except (OSError, StorageError) + _driver_errors() as exc:
             raise StorageError(f"{self.name}: cannot open the pipeline's state database ({_first_line(exc)}); "
                                "check [warehouse] state in the config (a writable folder, or a reachable "
                                "PostgreSQL server)") from exc
@@ -201,11 +200,15 @@ def _connect_sqlite(path: Path) -> Any:
 
 
 def _connect_pg(url: str) -> Any:
+    import psycopg  # only a PostgreSQL target needs it: ~9 MB in every run's process otherwise
+
     return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
 
 def _driver_errors() -> tuple[type[Exception], ...]:
-    return (sqlite3.Error, psycopg.Error)
+    """sqlite3's errors, and psycopg's once a PostgreSQL target imported it (until then none can be raised)."""
+    pg = sys.modules.get("psycopg")
+    return (sqlite3.Error,) if pg is None else (sqlite3.Error, pg.Error)
 
 
 def _first_line(exc: BaseException) -> str:
