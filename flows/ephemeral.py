@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -162,9 +161,10 @@ def _start_temporary(wait_s: float) -> tuple[str, subprocess.Popen[bytes]]:
         api = f"http://127.0.0.1:{port}/api"
         if wait_healthy(api, proc, ends):
             return api, proc
+        still_starting = proc.poll() is None  # alive when the wait ran out: stopped below
         stop(proc)
         if proc.returncode != PORT_IN_USE or time.monotonic() > ends:
-            why = "did not answer" if proc.returncode == -signal.SIGTERM else f"exited ({proc.returncode})"
+            why = "did not answer" if still_starting else f"exited ({proc.returncode})"
             raise NewsmonError(f"Prefect's temporary server {why} within {wait_s:.0f} s; see {server_log()}. Its "
                                "first start creates its database: give it longer with "
                                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run `prefect server start` "

@@ -37,7 +37,9 @@ print(os.readlink(f"/proc/{pid}/fd/1"), os.readlink(f"/proc/{pid}/fd/2"), server
 
 def probe(home: Path) -> tuple[list[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    # a first start on a fresh home creates the server's database: on a busy machine, more than Prefect's 20 s
+    env |= {"PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "150"}
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=home.parent, env=env, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0, out.stderr
@@ -53,8 +55,22 @@ def test_the_temporary_server_logs_to_its_file_serves_every_run_and_stops_with_t
     assert stdout_of_server == stderr_of_server == told == str(log)
     assert same == "True"  # a second run in the process uses the same server
     assert imported == "False"
-    assert not Path(f"/proc/{pid}").exists()  # stopped with the process    assert "Traceback" not in err
+    assert not Path(f"/proc/{pid}").exists()  # stopped with the process
+    assert "Traceback" not in err
     assert log.stat().st_size < 100_000 and b"old line" not in log.read_bytes()
     log.write_bytes(b"kept line\n")  # under the limit: appended to
     probe(home)
     assert log.read_bytes().startswith(b"kept line\n")
+
+
+def test_a_temporary_server_too_slow_to_answer_is_stopped_and_named_as_such(tmp_path: Path) -> None:
+    # named so however it ends: once past its imports it ignores the SIGTERM and was named "exited (-9)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    code = ("from flows.ephemeral import temporary_api\nfrom newsmon.errors import NewsmonError\n"
+            "try:\n    temporary_api(1)\nexcept NewsmonError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Prefect's temporary server did not answer within 1 s; see "), out.stdout
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in out.stdout
