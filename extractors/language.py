@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from array import array
 from functools import lru_cache
 
 from lxml.html import HtmlElement
@@ -39,11 +40,18 @@ def _identifier() -> LanguageIdentifier:
 
     set_languages keeps the full model beside the restricted one (to allow widening again, which newsmon
     never does): rebuilt from the restricted arrays, the identifier drops it (142 -> 27 columns, ~27 MB).
+
+    The tokenizer's per-state tables (row offsets and feature numbers, 104,583 entries each) are lists of int
+    objects: every lookup in a forked extraction worker writes the looked-up int's reference count, so each
+    worker copied the pages of the ones it met (~5 MB a worker over the corpus). As arrays they hold plain
+    numbers that lookups only read, and stay shared; the DFA walk indexes them the same way.
     """
     full = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     full.set_languages(list(LANGUAGES))
-    return LanguageIdentifier(full.nb_ptc, full.nb_pc, full.nb_classes, full.tk_nextmove, full.tk_output,
-                              norm_probs=True, tk_row=full.tk_row)
+    identifier = LanguageIdentifier(full.nb_ptc, full.nb_pc, full.nb_classes, full.tk_nextmove,
+                                    array("i", full.tk_output), norm_probs=True, tk_row=full.tk_row)
+    identifier._rowbase = array("q", identifier._rowbase)
+    return identifier
 
 
 def detect_language(text: str) -> str | None:

@@ -249,6 +249,28 @@ def test_the_language_model_holds_newsmon_s_languages_only() -> None:
     assert detect_language("Россия и Азербайджан договорились о сотрудничестве в энергетике") == "ru"
 
 
+def test_the_language_model_scores_as_py3langid_s_own_with_tables_forked_workers_only_read() -> None:
+    # the tokenizer's per-state tables are arrays, not lists of ints whose reference counts every lookup writes
+    # (each forked extraction worker copied their pages); the scores are py3langid's own, restricted alike
+    from array import array
+
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from extractors.language import LANGUAGES, _identifier
+
+    ours = _identifier()
+    assert isinstance(ours.tk_output, array) and isinstance(ours._rowbase, array)
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    stock.set_languages(list(LANGUAGES))
+    texts = [read_page(name).decode("utf-8", "replace") for name in ("energy_meeting.html",)]
+    texts += ["Заместитель министра энергетики встретился с представителем России в Баку.",
+              "Azərbaycan energetika nazirinin müavini Rusiya nümayəndəsi ilə görüşüb.",
+              "中俄能源合作项目在北京签署", "Die Energieminister trafen sich in Baku.", "ენერგეტიკის მინისტრი",
+              "وزير الطاقة الأذربيجاني", "Le ministre de l'Énergie a rencontré son homologue russe."]
+    for text in texts:
+        assert ours.rank(text) == stock.rank(text)
+
+
 @pytest.mark.parametrize("text", ["", "   ", "SOCAR", "Baku, 14 May", "12:45 — 3:1"])
 def test_detect_language_returns_none_for_too_short_text(text: str) -> None:
     assert detect_language(text) is None
