@@ -262,11 +262,11 @@ def test_the_language_model_scores_as_py3langid_s_own_with_tables_forked_workers
     assert isinstance(ours.tk_output, array) and isinstance(ours._rowbase, array)
     stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     stock.set_languages(list(LANGUAGES))
-    texts = [read_page(name).decode("utf-8", "replace") for name in ("energy_meeting.html",)]
-    texts += ["Заместитель министра энергетики встретился с представителем России в Баку.",
-              "Azərbaycan energetika nazirinin müavini Rusiya nümayəndəsi ilə görüşüb.",
-              "中俄能源合作项目在北京签署", "Die Energieminister trafen sich in Baku.", "ენერგეტიკის მინისტრი",
-              "وزير الطاقة الأذربيجاني", "Le ministre de l'Énergie a rencontré son homologue russe."]
+    texts = [read_page("energy_meeting.html").decode("utf-8", "replace"),
+             "Заместитель министра энергетики встретился с представителем России в Баку.",
+             "Azərbaycan energetika nazirinin müavini Rusiya nümayəndəsi ilə görüşüb.",
+             "中俄能源合作项目在北京签署", "Die Energieminister trafen sich in Baku.", "ენერგეტიკის მინისტრი",
+             "وزير الطاقة الأذربيجاني", "Le ministre de l'Énergie a rencontré son homologue russe."]
     for text in texts:
         assert ours.rank(text) == stock.rank(text)
 

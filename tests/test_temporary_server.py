@@ -35,11 +35,15 @@ print(os.readlink(f"/proc/{pid}/fd/1"), os.readlink(f"/proc/{pid}/fd/2"), server
 """
 
 
-def probe(home: Path) -> tuple[list[str], str]:
+def env_without_prefect(home: Path, **extra: str) -> dict[str, str]:
+    """This environment without any PREFECT_* setting, Prefect's home at `home`, the checkout importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {"PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT), **extra}
+
+
+def probe(home: Path) -> tuple[list[str], str]:
     # a first start on a fresh home creates the server's database: on a busy machine, more than Prefect's 20 s
-    env |= {"PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT),
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "150"}
+    env = env_without_prefect(home, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="150")
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=home.parent, env=env, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0, out.stderr
@@ -65,8 +69,7 @@ def test_the_temporary_server_logs_to_its_file_serves_every_run_and_stops_with_t
 
 def test_a_temporary_server_too_slow_to_answer_is_stopped_and_named_as_such(tmp_path: Path) -> None:
     # named so however it ends: once past its imports it ignores the SIGTERM and was named "exited (-9)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = env_without_prefect(tmp_path)
     code = ("from flows.ephemeral import temporary_api\nfrom newsmon.errors import NewsmonError\n"
             "try:\n    temporary_api(1)\nexcept NewsmonError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
