@@ -34,7 +34,43 @@ def tree_cpu_seconds(root: int | None = None) -> float:
 
 def process_tree(root: int) -> tuple[list[int], float]:
     """`root` and every live process under it (root first), and their CPU seconds as tree_cpu_seconds counts
-    them: one pass over /proc (Linux only)."""
+    them (Linux only). Walks the tree through each thread's `children` list: a scan of all of /proc costs in
+    proportion to every process on the machine (~5 ms with 75, each stage of a run reads it)."""
+    pids, todo, ticks = [], [root], 0
+    while todo:
+        pid = todo.pop()
+        if (f := _stat_fields(str(pid))) is None:
+            continue  # ended since its parent listed it
+        pids.append(pid)
+        ticks += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+        kids = _children(pid)
+        if kids is None:
+            return _scanned_tree(root)
+        todo += kids
+    return pids, ticks / _TICK
+
+
+def _children(pid: int) -> list[int] | None:
+    """The children of every thread of `pid`, or None where the kernel has no `children` files."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in threads:
+        try:
+            out += map(int, Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+        except FileNotFoundError:
+            if not Path(f"/proc/{pid}/task/{tid}").exists():
+                continue  # the thread ended
+            return None
+        except OSError:
+            continue
+    return out
+
+
+def _scanned_tree(root: int) -> tuple[list[int], float]:
+    """process_tree by one pass over all of /proc (kernels without CONFIG_PROC_CHILDREN)."""
     parent: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
