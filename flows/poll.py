@@ -137,7 +137,7 @@ def run_pipeline(settings: Settings, *, every_feed: bool = False) -> dict[str, A
     """One run's recipe. Collections that grow with the run go to tasks `quoted`: Prefect would otherwise
     walk every element of every parameter looking for futures (3.8 s of a 400-article run, profiled)."""
     started = datetime.now(UTC)
-    wh = open_warehouse(settings.warehouse)
+    wh = open_warehouse(settings.warehouse, background=True)  # the lake is attached while the feeds are polled
     try:
         return _run(settings, wh, started, every_feed)
     finally:

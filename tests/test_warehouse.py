@@ -30,6 +30,7 @@ from newsmon.records import (
 from tests.conftest import make_warehouse
 from warehouse import DeliveryOutcome, Warehouse, location, open_warehouse
 from warehouse.attach import analyst_sql
+from warehouse.lake import writer_turn
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).parents[1]
@@ -351,3 +352,30 @@ def test_a_catalog_that_cannot_be_created_says_where_and_what_to_do(tmp_path: Pa
     blocker.write_text("")
     with pytest.raises(StorageError, match="state database|cannot create"):
         make_warehouse(blocker / "w.duckdb")
+
+
+def test_a_lake_opened_in_the_background_is_ready_at_its_first_use(tmp_path: Path) -> None:
+    """While another writer holds the writer's turn, opening in the background returns at once; the first use
+    waits for the open and then works."""
+    settings = WarehouseSettings(path=tmp_path / "w.duckdb")
+    open_warehouse(settings).close()  # the lake exists
+    with writer_turn(location(settings)):
+        wh = open_warehouse(settings, background=True)  # returns while the turn is held
+        assert wh.lake._opening is not None and not wh.lake._opening.done()
+    try:
+        wh.runs.store_run(batch("r1", 2), finished_at=NOW)
+        assert q(wh, "SELECT count(*) FROM articles") == [(2,)]
+    finally:
+        wh.close()
+
+
+def test_a_background_open_of_a_damaged_lake_fails_at_its_first_use_and_closes_quietly(tmp_path: Path) -> None:
+    settings = WarehouseSettings(path=tmp_path / "w.duckdb")
+    open_warehouse(settings).close()
+    Path(settings.catalog_target).write_bytes(b"not a catalog, cut short")
+    wh = open_warehouse(settings, background=True)
+    with pytest.raises(StorageError, match="not a database"):  # as a plain open says it
+        wh.archive.feed_statuses()
+    with pytest.raises(StorageError):  # every use says so, not only the first
+        wh.lake.read("SELECT 1")
+    wh.close()

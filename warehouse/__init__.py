@@ -67,10 +67,11 @@ def location(settings: WarehouseSettings) -> LakeLocation:
     return LakeLocation(settings.catalog_target, settings.data_folder)
 
 
-def open_warehouse(settings: WarehouseSettings) -> Warehouse:
-    """Open (creating or migrating as needed) the state database and the lake."""
+def open_warehouse(settings: WarehouseSettings, *, background: bool = False) -> Warehouse:
+    """Open (creating or migrating as needed) the state database and the lake; with `background`, the lake is
+    attached in a thread and its first use waits for it (warehouse.lake.Lake)."""
     state = StateDB(settings.state_target)
-    lake = Lake(location(settings))
+    lake = Lake(location(settings), background=background)
     migrate_if_needed(settings, state, lake)
     return Warehouse(RunStore(state, lake), Archive(lake), lake, settings)
 

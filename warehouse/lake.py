@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -189,11 +190,17 @@ def _advisory_lock(loc: LakeLocation) -> Iterator[None]:
 
 
 class Lake:
-    def __init__(self, loc: LakeLocation, *, read_only: bool = False, session: Sequence[str] = ()) -> None:
+    """The lake attached in this process. `background`: a writer's attach and migration run in a thread while
+    the caller goes on (a run polls its feeds meanwhile: ~0.1 s of every run); the first use waits for them
+    and raises what they raised."""
+
+    def __init__(self, loc: LakeLocation, *, read_only: bool = False, session: Sequence[str] = (),
+                 background: bool = False) -> None:
         self.loc = loc
         self.read_only = read_only
         self._lock = threading.RLock()
         self._writing = False  # this Lake holds the writer turn (so a write inside the open takes it once)
+        self._opening: Future[None] | None = None
         if read_only and not loc.exists():
             raise StorageError(f"{loc.shown}: no warehouse here yet; run `{command()} run` first")
         if read_only:
@@ -204,10 +211,33 @@ class Lake:
                 self._con.close()
                 raise
             return
+        if not background:
+            self._open_writer()
+            return
+        opening: Future[None] = Future()
+        self._opening = opening
+        self._opener = threading.Thread(target=self._open_in_background, args=(opening,), name="newsmon-lake-open",
+                                        daemon=True)
+        self._opener.start()
+
+    def _open_writer(self) -> None:
         with self._turn():
-            _prepare(loc)
-            self._con = connect(loc, read_only=False)
+            _prepare(self.loc)
+            self._con = connect(self.loc, read_only=False)
             self._migrate()
+
+    def _open_in_background(self, opening: Future[None]) -> None:
+        try:
+            self._open_writer()
+        except BaseException as exc:  # handed to the first use
+            opening.set_exception(exc)
+        else:
+            opening.set_result(None)
+
+    def _ready(self) -> None:
+        """Wait for a background open (not in the opening thread itself); raise its error."""
+        if self._opening is not None and threading.current_thread() is not self._opener:
+            self._opening.result()
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
@@ -223,11 +253,17 @@ class Lake:
                     self._writing = False
 
     def close(self) -> None:
+        if self._opening is not None:
+            with suppress(BaseException):  # an open that failed has nothing to close; its error went to a use
+                self._opening.result()
+            if self._opening.exception() is not None:
+                return
         with self._lock:
             self._con.close()
 
     def write(self, body: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `body` in one DuckLake transaction; re-run it when a concurrent writer's commit conflicts."""
+        self._ready()
         with self._turn():
             for attempt in range(_CONFLICT_RETRIES + 1):
                 con = self._con
@@ -250,6 +286,7 @@ class Lake:
             raise AssertionError("unreachable")
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._ready()
         with self._lock:
             try:
                 return self._con.execute(sql, list(params)).fetchall()
@@ -258,6 +295,7 @@ class Lake:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         """An analyst's SQL, as given (newsmon sql, the report): names and rows."""
+        self._ready()
         with self._lock:
             try:
                 cur = self._con.execute(sql, list(params))
@@ -269,6 +307,7 @@ class Lake:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A statement outside a transaction that may write the catalog (upkeep's CALLs), in the writer's turn
         (a reader's COPY takes no turn); returns its rows."""
+        self._ready()
         with self._turn():
             started = time.time()
             try:
