@@ -23,6 +23,7 @@ from newsmon.records import (
     Evidence,
     FeedResult,
     FeedSpec,
+    FeedStatus,
     RawPage,
     RunBatch,
     Verdict,
@@ -122,8 +123,10 @@ def test_failures_count_up_and_reset(tmp_path: Path) -> None:
         wh.runs.store_run(RunBatch(run, "t", NOW, (bad,), (), (), ()), finished_at=NOW)
     assert q(wh, "SELECT consecutive_failures, last_error FROM feed_health") == [(2, "HTTP 500")]
     assert wh.runs.feed_states()[FEED.url].consecutive_failures == 2
+    assert wh.feed_statuses() == [FeedStatus(FEED.url, FEED.name, 2, None, NOW, "HTTP 500")]  # the alert's input
     wh.runs.store_run(RunBatch("r3", "t", NOW, (FeedResult(FEED, NOW, status=200),), (), (), ()), finished_at=NOW)
     assert q(wh, "SELECT consecutive_failures, last_error FROM feed_health") == [(0, None)]
+    assert wh.feed_statuses() == [FeedStatus(FEED.url, FEED.name, 0, NOW, NOW, None)]
 
 
 def test_alert_outcomes_sent_retried_then_failed_and_mirrored(tmp_path: Path) -> None:
@@ -375,7 +378,7 @@ def test_a_background_open_of_a_damaged_lake_fails_at_its_first_use_and_closes_q
     Path(settings.catalog_target).write_bytes(b"not a catalog, cut short")
     wh = open_warehouse(settings, background=True)
     with pytest.raises(StorageError, match="not a database"):  # as a plain open says it
-        wh.archive.feed_statuses()
+        wh.archive.feed_silence()
     with pytest.raises(StorageError):  # every use says so, not only the first
         wh.lake.read("SELECT 1")
     wh.close()

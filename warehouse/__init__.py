@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from newsmon.config import WarehouseSettings
+from newsmon.records import FeedStatus
 from warehouse.archive import Archive
 from warehouse.attach import LakeLocation
 from warehouse.lake import Lake
@@ -37,6 +38,12 @@ class Warehouse:
         self.archive = archive
         self.lake = lake
         self.settings = settings
+
+    def feed_statuses(self) -> list[FeedStatus]:
+        """Every feed's failure state (the state database: nothing of the lake's growing tables to read) and its
+        silence (the lake's `feed_health`, from the stored articles)."""
+        silence = self.archive.feed_silence()
+        return [FeedStatus(*r, *silence.get(r[0], (False, None, None))) for r in self.runs.feed_failures()]
 
     def upkeep(self, *, now: datetime) -> Upkeep:
         return compact(self.lake, now=now)

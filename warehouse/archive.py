@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from newsmon.records import Article, FeedStatus, RawPage, StoryMatch, Verdict
+from newsmon.records import Article, RawPage, StoryMatch, Verdict
 from warehouse import lake_rows as lr
 from warehouse.lake import Lake, insert
 from warehouse.queries import STORY_MATCHES
@@ -34,13 +34,11 @@ class Archive:
                            cluster_id=r[9], outlets=tuple(r[10] or ()), snippets=tuple(r[11] or ()))
                 for r in self.lake.read(STORY_MATCHES, [since, until])]
 
-    def feed_statuses(self) -> list[FeedStatus]:
-        """Every feed's failure state, with its first poll (for feeds that never succeeded)."""
-        return [FeedStatus(*r) for r in self.lake.read("""
-                SELECT f.feed_url, f.name, f.consecutive_failures, f.last_success_at,
-                       (SELECT min(l.logged_at) FROM fetch_log l WHERE l.kind = 'feed' AND l.url = f.feed_url),
-                       f.last_error, h.silent, h.last_new_at, h.usual_gap_hours
-                FROM feeds f JOIN feed_health h ON h.url = f.feed_url ORDER BY f.feed_url""")]
+    def feed_silence(self) -> dict[str, tuple[bool, datetime | None, float | None]]:
+        """Per feed URL, from `feed_health`: silent (polls succeed, no new story for far longer than usual), when
+        its newest story was first seen, its usual gap between stories (hours)."""
+        return {r[0]: (bool(r[1]), r[2], r[3])
+                for r in self.lake.read("SELECT url, silent, last_new_at, usual_gap_hours FROM feed_health")}
 
     def stored_articles(self, *, since: datetime | None, after: str = "", limit: int = 500) -> list[Article]:
         """Up to `limit` stored articles with id > `after` (id order), published (else fetched) since `since`."""

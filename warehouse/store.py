@@ -105,6 +105,12 @@ class RunStore:
                                "next_poll_at, effective_url, last_status, last_success_at FROM feeds")
         return {r[0]: FeedState(r[0], r[1], r[2], r[3], r[4], dt(r[5]), r[6], r[7], dt(r[8])) for r in rows}
 
+    def feed_failures(self) -> list[tuple[str, str, int, datetime | None, datetime | None, str | None]]:
+        """Every feed's url, name, consecutive failures, last success, first poll and last error, by url."""
+        return [(r[0], r[1] or "", r[2], dt(r[3]), dt(r[4]), r[5]) for r in self.state.read(
+            "SELECT feed_url, name, consecutive_failures, last_success_at, first_polled_at, last_error FROM feeds "
+            "ORDER BY feed_url")]
+
     def known_entries(self, aliases: Iterable[str]) -> dict[str, StoredEntry]:
         """The story behind each known alias (GUID, normalised link or title+date fingerprint)."""
         rows = self.state.read_in("SELECT a.alias, s.article_id, s.feed_url, s.title, s.summary FROM aliases a "

@@ -127,7 +127,7 @@ def queue_signals(wh: Warehouse, settings: AlertSettings, *, now: datetime) -> i
                                baseline_days=settings.spike_baseline_days, factor=settings.spike_factor,
                                min_stories=settings.spike_min_stories, last_spike=wh.runs.last_alerts("spike"),
                                polling_since=wh.runs.polling_since())
-        statuses = wh.archive.feed_statuses()
+        statuses = wh.feed_statuses()
         failing = failing_feeds(statuses, now=now, threshold=timedelta(hours=settings.feed_failing_hours))
         rows = (spike_alerts(spikes, routes, hours=settings.spike_hours, baseline_days=settings.spike_baseline_days)
                 + feed_alerts(failing, routes, now=now) + silent_alerts(statuses, routes))
