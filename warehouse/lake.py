@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -214,11 +214,8 @@ class Lake:
         if not background:
             self._open_writer()
             return
-        opening: Future[None] = Future()
-        self._opening = opening
-        self._opener = threading.Thread(target=self._open_in_background, args=(opening,), name="newsmon-lake-open",
-                                        daemon=True)
-        self._opener.start()
+        self._opening = Future()
+        threading.Thread(target=self._open_in_background, name="newsmon-lake-open", daemon=True).start()
 
     def _open_writer(self) -> None:
         with self._turn():
@@ -226,17 +223,18 @@ class Lake:
             self._con = connect(self.loc, read_only=False)
             self._migrate()
 
-    def _open_in_background(self, opening: Future[None]) -> None:
+    def _open_in_background(self) -> None:
+        assert self._opening is not None
         try:
             self._open_writer()
         except BaseException as exc:  # handed to the first use
-            opening.set_exception(exc)
+            self._opening.set_exception(exc)
         else:
-            opening.set_result(None)
+            self._opening.set_result(None)
 
     def _ready(self) -> None:
-        """Wait for a background open (not in the opening thread itself); raise its error."""
-        if self._opening is not None and threading.current_thread() is not self._opener:
+        """Wait for a background open; raise its error. (The open itself writes through _transaction.)"""
+        if self._opening is not None:
             self._opening.result()
 
     @contextmanager
@@ -253,17 +251,17 @@ class Lake:
                     self._writing = False
 
     def close(self) -> None:
-        if self._opening is not None:
-            with suppress(BaseException):  # an open that failed has nothing to close; its error went to a use
-                self._opening.result()
-            if self._opening.exception() is not None:
-                return
+        if self._opening is not None and self._opening.exception() is not None:
+            return  # an open that failed has nothing to close; its error goes to every use
         with self._lock:
             self._con.close()
 
     def write(self, body: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `body` in one DuckLake transaction; re-run it when a concurrent writer's commit conflicts."""
         self._ready()
+        return self._transaction(body)
+
+    def _transaction(self, body: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         with self._turn():
             for attempt in range(_CONFLICT_RETRIES + 1):
                 con = self._con
@@ -334,7 +332,7 @@ class Lake:
             pass
 
     def _migrate(self) -> None:
-        self.write(_migrate)
+        self._transaction(_migrate)
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
