@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from array import array
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from lxml.html import HtmlElement
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+if TYPE_CHECKING:
+    from py3langid.langid import LanguageIdentifier
 
 # Detection is limited to the languages our sources publish in and their neighbours, so that short
 # Azerbaijani text is not labelled Crimean Tatar or Uzbek and Russian is not labelled Bulgarian.
@@ -45,7 +48,12 @@ def _identifier() -> LanguageIdentifier:
     objects: every lookup in a forked extraction worker writes the looked-up int's reference count, so each
     worker copied the pages of the ones it met (~5 MB a worker over the corpus). As arrays they hold plain
     numbers that lookups only read, and stay shared; the DFA walk indexes them the same way.
+
+    py3langid (and numpy with it, ~17 MB and ~0.06 s) is imported here, on first use: the flow process imports
+    this module but detects a language only for a page that fell back to its feed summary.
     """
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
     full = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     full.set_languages(list(LANGUAGES))
     identifier = LanguageIdentifier(full.nb_ptc, full.nb_pc, full.nb_classes, full.tk_nextmove,

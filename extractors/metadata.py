@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -13,6 +13,7 @@ from htmldate import find_date
 from lxml.html import HtmlElement
 
 from extractors.language import LANGUAGES
+from newsmon.records import as_utc
 
 _PUBLISHED_XPATHS = (
     "//meta[@property='article:published_time' or @property='og:published_time']/@content",
@@ -130,11 +131,5 @@ def _parse_datetime(value: str) -> datetime | None:
         except ValueError:
             return None
     return as_utc(parsed)
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -12,8 +12,7 @@ import re
 import lxml.html
 
 from extractors.language import detect_language, normalise_language
-from extractors.metadata import as_utc
-from newsmon.records import Entry, ExtractedText
+from newsmon.records import Entry, ExtractedText, as_utc
 
 _BLOCK_TAGS = frozenset(
     {

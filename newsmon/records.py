@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 
@@ -13,6 +13,13 @@ def stable_id(*parts: str) -> str:
     """A short, stable hex id for a tuple of strings (article ids, alert keys)."""
     h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
     return h.hexdigest()[:24]
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """`moment` in UTC; a naive one is taken to be UTC already."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 _SCHEME_WWW = re.compile(r"^[a-z][a-z0-9+.-]*://(?:www\.)?")

@@ -7,7 +7,8 @@ MinHash LSH index finds the candidates, so the cost per article does not grow wi
 
 Signatures, their comparison and the index are datasketch's MinHash ("affine32") and MinHashLSH, value for
 value, in a few lines of numpy: importing datasketch imports scipy (~0.6 s and ~60 MB in every process that
-signs or clusters stories). The tests check both against datasketch.
+signs or clusters stories). The tests check both against datasketch. numpy itself (~17 MB, ~0.06 s) is imported
+on first use: a run with no new story (most runs) never needs it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from newsmon.records import Article, ClusterRecord, stable_id
 
@@ -31,6 +31,9 @@ MIN_SHINGLES = 8  # texts shorter than this (a bare headline) are never merged w
 TEXT_WORDS = 1500  # the lead of a long article is enough to recognise a copy
 _WORD = re.compile(r"\w+", re.UNICODE)
 HashValues = tuple[int, ...]
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def shingles(title: str, text: str) -> set[bytes]:
@@ -51,6 +54,8 @@ def hash_values(title: str, text: str) -> HashValues | None:
     grams = shingles(title, text)
     if len(grams) < MIN_SHINGLES:
         return None
+    import numpy as np
+
     h = np.array([int.from_bytes(hashlib.sha1(g).digest()[:4], "little") for g in grams], dtype=np.uint32)[:, None]
     h ^= h >> np.uint32(16)
     h *= np.uint32(0x85EBCA6B)
@@ -64,6 +69,8 @@ def hash_values(title: str, text: str) -> HashValues | None:
 @cache
 def _permutations() -> tuple[np.ndarray, np.ndarray]:
     """The affine permutations (odd a, any b) as datasketch draws them from numpy's seeded legacy generator."""
+    import numpy as np
+
     gen = np.random.RandomState(SEED)
     a = gen.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
     b = gen.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
@@ -87,6 +94,8 @@ def bands(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
     false negative probability mass, as datasketch's MinHashLSH chooses it. Two signatures are candidates
     when all rows of one band agree, with probability 1 - (1 - s^r)^b at similarity s; that is a polynomial of
     degree b * r <= num_perm, so Gauss-Legendre quadrature on num_perm / 2 + 1 nodes integrates it exactly."""
+    import numpy as np
+
     nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
     pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
     b, r = (np.array(x, dtype=float)[:, None] for x in zip(*pairs, strict=True))
