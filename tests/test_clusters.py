@@ -170,3 +170,25 @@ def test_signing_and_clustering_never_import_datasketch(tmp_path: Path) -> None:
                           env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "[]"]
+
+
+def test_the_flow_process_imports_numpy_and_the_language_model_only_when_used(tmp_path: Path) -> None:
+    """Importing what `newsmon run` imports loads neither numpy nor py3langid nor htmldate (~17 MB, ~0.06 s of an
+    unchanged run); detecting a language and signing a story load them on first use and work."""
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import sys\n"
+        "import newsmon.cli, flows.poll, flows.serve, flows.tasks\n"
+        "heavy = ('numpy', 'py3langid', 'htmldate')\n"
+        "print(','.join(m for m in heavy if m in sys.modules) or '-')\n"
+        "from extractors.language import detect_language\n"
+        "print(detect_language('Это предложение достаточно длинное, чтобы определить язык текста.'))\n"
+        "from tests.test_clusters import copies\n"
+        "from newsmon.alerts.clusters import hash_values\n"
+        "a = copies()[0]\n"
+        "print(len(hash_values(a.title, a.text) or ()), ','.join(m for m in heavy if m in sys.modules))\n")
+    root = str(Path(__file__).parent.parent)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["-", "ru", str(NUM_PERM), "numpy,py3langid"]
