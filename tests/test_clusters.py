@@ -153,8 +153,8 @@ def test_signatures_index_and_similarity_are_datasketchs_value_for_value() -> No
 def test_signing_and_clustering_never_import_datasketch(tmp_path: Path) -> None:
     """Neither the flow process nor the workers import datasketch, and scipy with it (~0.6 s, ~60 MB)."""
     sigs = {a.article_id: hash_values(a.title, a.text) for a in copies()}
-    script = tmp_path / "flow.py"
-    script.write_text(
+    out = run_script(
+        tmp_path,
         "import sys, json\n"
         "from datetime import datetime\n"
         "import flows.poll, flows.tasks\n"
@@ -165,18 +165,14 @@ def test_signing_and_clustering_never_import_datasketch(tmp_path: Path) -> None:
         "out, again = assign_clusters(copies(), [], threshold=0.45, now=NOW)\n"  # signed here
         "assert again == clusters\n"
         "print(len(clusters), sorted(m for m in sys.modules if m.split('.')[0] in ('datasketch', 'scipy')))\n")
-    root = str(Path(__file__).parent.parent)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root,
-                          env={**os.environ, "PYTHONPATH": root})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "[]"]
+    assert out.split() == ["1", "[]"]
 
 
 def test_the_flow_process_imports_numpy_and_the_language_model_only_when_used(tmp_path: Path) -> None:
     """Importing what `newsmon run` imports loads neither numpy nor py3langid nor htmldate (~17 MB, ~0.06 s of an
     unchanged run); detecting a language and signing a story load them on first use and work."""
-    script = tmp_path / "flow.py"
-    script.write_text(
+    out = run_script(
+        tmp_path,
         "import sys\n"
         "import newsmon.cli, flows.poll, flows.serve, flows.tasks\n"
         "heavy = ('numpy', 'py3langid', 'htmldate')\n"
@@ -187,8 +183,15 @@ def test_the_flow_process_imports_numpy_and_the_language_model_only_when_used(tm
         "from newsmon.alerts.clusters import hash_values\n"
         "a = copies()[0]\n"
         "print(len(hash_values(a.title, a.text) or ()), ','.join(m for m in heavy if m in sys.modules))\n")
+    assert out.split() == ["-", "ru", str(NUM_PERM), "numpy,py3langid"]
+
+
+def run_script(tmp_path: Path, code: str) -> str:
+    """Run `code` in a fresh interpreter from the checkout (a process that has imported nothing yet): its output."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
     root = str(Path(__file__).parent.parent)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root,
                           env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["-", "ru", str(NUM_PERM), "numpy,py3langid"]
+    return done.stdout
