@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsmon.tagging import Evidence, TagResult, default_watchlist, load_watchlists
-from newsmon.tagging.normalize import fold
+from newsmon.tagging.normalize import fold, fold_char
 
 DATA = pathlib.Path(__file__).parent / "data"
 W = default_watchlist()
@@ -195,6 +195,23 @@ def test_folding_unifies_scripts_and_variants() -> None:
     assert fold("Ёлка").text == "елка" and fold("Азәрбајҹан").text == "азербајҹан"
     assert fold("İlham").text == "ilham" and fold("Rusya’nın").text == "rusya'nin"
     assert fold("Москва — Баку").text == "москва - баку"
+
+
+AWKWARD = "aZ .ßﬁＡéİıəЁйЙ—’中文😀\r\t\xa0Ǆǅΐﬀ\u0301\u0308\u0345\U0001d400"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from(AWKWARD) | st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_folding_a_text_is_folding_each_character_with_offsets_back_to_it(text: str) -> None:
+    """Texts with characters that do not fold one to one (ß, ligatures, decomposed accents, scripts outside the
+    precomputed ranges) take the general path: it must equal fold_char applied character by character."""
+    folded = fold(text)
+    pieces = [fold_char(ch) for ch in text]
+    assert folded.text == "".join(pieces)
+    if folded.offsets is not None:
+        assert folded.offsets == (*(i for i, p in enumerate(pieces) for _ in p), len(text))
+    else:
+        assert all(len(p) == 1 for p in pieces)
 
 
 # ---------------------------------------------------------------- evidence

@@ -50,8 +50,8 @@ class Folded:
 @lru_cache(maxsize=65536)
 def fold_char(ch: str) -> str:
     """Fold one character; letters may expand (``ß`` -> ``ss``), marks vanish, symbols stay."""
-    if ch in _SPECIAL:
-        return _SPECIAL[ch]
+    if ch.casefold() in _SPECIAL:  # before decomposing: Ä is Azerbaijani ä (e), not A with a diaeresis
+        return _SPECIAL[ch.casefold()]
     if ch in _KEEP:
         return ch.casefold()
     out = unicodedata.normalize("NFKD", ch).casefold()
@@ -76,8 +76,9 @@ def _one_to_one_table() -> tuple[dict[str, str], str]:
                 awkward.append(ch)
             elif folded != ch and ch not in _KEEP:
                 table[ch] = folded
-    for ch in ("\t", "\r", "\x0b", "\x0c", "`"):
-        table[ch] = fold_char(ch)
+    for ch in map(chr, range(0x80)):  # ASCII that folds past casefold: tab, \r, the separators \x1c-\x1f, `
+        if fold_char(ch) != ch.casefold():
+            table[ch] = fold_char(ch)
     return table, "".join(awkward)
 
 
@@ -109,11 +110,20 @@ def fold(text: str) -> Folded:
 
 
 def _fold_slow(text: str) -> Folded:
-    parts: list[str] = []
+    """`fold_char` of every character, joined, with offsets: one translate table of the text's own distinct
+    characters does the folding in C, and offsets are built a run of 1:1 characters at a time (a Python loop over
+    every character took ~2 ms of a 5 KB page, a third of tagging it)."""
+    table = {ord(ch): out for ch in set(text) if (out := fold_char(ch)) != ch}
+    uneven = "".join(chr(cp) for cp, out in table.items() if len(out) != 1)
+    folded = text.translate(table)
+    if not uneven:
+        return Folded(folded, tuple(range(len(text) + 1)))
     offsets: list[int] = []
-    for i, ch in enumerate(text):
-        folded = fold_char(ch)
-        parts.append(folded)
-        offsets.extend([i] * len(folded))
-    offsets.append(len(text))
-    return Folded("".join(parts), tuple(offsets))
+    done = 0
+    for m in re.finditer(f"[{re.escape(uneven)}]", text):
+        i = m.start()
+        offsets += range(done, i)
+        offsets += [i] * len(table[ord(text[i])])
+        done = i + 1
+    offsets += range(done, len(text) + 1)
+    return Folded(folded, tuple(offsets))
