@@ -286,8 +286,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         failure: Exception = httpcore.ConnectError(f"no address for {host}")
         for addr in pin.addresses:  # every one was checked; the next is tried when one refuses
             try:
-                return await self._inner.connect_tcp(addr, port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
+                return WholeReads(await self._inner.connect_tcp(addr, port, timeout=timeout,
+                                                                local_address=local_address,
+                                                                socket_options=socket_options))
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         raise failure
@@ -299,6 +300,38 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+READ_BYTES = 256 * 1024  # what asyncio reads from a socket at once
+
+
+class WholeReads(httpcore.AsyncNetworkStream):
+    """A connection's stream, read up to READ_BYTES at a time where httpcore asks for 64 KiB.
+
+    asyncio hands over up to 256 KiB per socket read, and anyio cut that into 64 KiB pieces, each its own trip
+    through anyio, httpcore and h11: ~8 trips for a 250 KB page. Bigger reads took a run's fetching 0.2-0.5 ms of
+    CPU a page lighter. The body cap (Inflater) still checks every piece, so a body is cut off at most one read
+    past it.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max(max_bytes, READ_BYTES), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        return WholeReads(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> object:
+        return self._inner.get_extra_info(info)
 
 
 class PinnedTransport(httpx.AsyncHTTPTransport):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import random
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -93,6 +94,31 @@ def test_body_over_the_cap_is_refused_while_streaming(routes: RouteServer) -> No
     url = routes.add("/big", body=b"x" * 50_000)
     with pytest.raises(FetchError, match="cap"):
         get(OPEN, url, max_bytes=10_000)
+
+
+def test_bodies_of_many_reads_arrive_whole_on_a_reused_connection_and_the_cap_holds(routes: RouteServer) -> None:
+    """A body is read up to 256 KiB at a time (extractors.http.WholeReads): megabytes arrive byte for byte, with
+    a declared length or without one (read to the close), and the cap still stops an undeclared one."""
+    body = random.Random(3).randbytes(3_000_000)
+    declared = routes.add("/declared", body=body, content_type="text/html")
+
+    def undeclared(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for i in range(0, len(body), 100_000):
+            h.wfile.write(body[i:i + 100_000])
+        h.close_connection = True
+    routes.routes["/undeclared"] = undeclared
+
+    async def go() -> list[bytes]:
+        async with Fetcher(OPEN) as f:
+            return [(await f.get(u, max_bytes=4_000_000)).body
+                    for u in (declared, declared, routes.base_url + "/undeclared")]
+    assert asyncio.run(go()) == [body, body, body]
+    with pytest.raises(FetchError, match="cap"):
+        get(OPEN, routes.base_url + "/undeclared", max_bytes=1_000_000)
 
 
 def test_gzip_bomb_is_capped_on_decoded_size(routes: RouteServer) -> None:
