@@ -116,8 +116,8 @@ def _fold_slow(text: str) -> Folded:
     table = {ord(ch): out for ch in set(text) if (out := fold_char(ch)) != ch}
     uneven = "".join(chr(cp) for cp, out in table.items() if len(out) != 1)
     folded = text.translate(table)
-    if not uneven:
-        return Folded(folded, tuple(range(len(text) + 1)))
+    if not uneven:  # one to one after all (e.g. CJK, outside the precomputed ranges): positions are the same
+        return Folded(folded)
     offsets: list[int] = []
     done = 0
     for m in re.finditer(f"[{re.escape(uneven)}]", text):
