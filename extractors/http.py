@@ -412,6 +412,7 @@ METADATA = tuple(_net(n) for n in ("169.254.0.0/16", "fe80::/10", "100.100.100.2
 _NOT_GLOBAL = tuple(_net(n) for n in ("192.0.0.0/24", "192.88.99.0/24", "2001::/23", "3fff::/20"))
 _GLOBAL_UNICAST = _net("2000::/3")  # every globally routed IPv6 address is in here
 _NAT64 = _net("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 address in the last 32 bits
+_SIX_TO_FOUR = _net("2002::/16")  # 6to4: the relay's IPv4 address in bits 16-47
 _NAT64_LOCAL = _net("64:ff9b:1::/48")  # RFC 8215 local-use: the operator picks the prefix length
 _COMPATIBLE = _net("::/96")  # deprecated IPv4-compatible ::a.b.c.d
 _TRANSLATED = _net("::ffff:0:0:0/96")  # SIIT IPv4-translated ::ffff:0:a.b.c.d
@@ -447,6 +448,8 @@ def embedded_ipv4(addr: Address) -> list[ipaddress.IPv4Address]:
 
 def is_public(addr: Address) -> bool:
     """Globally reachable unicast only, judged on the address and on every IPv4 address it embeds."""
+    if addr in _SIX_TO_FOUR:  # Python's own answer varies: 3.11.2 counts all of 2002::/16 private, 3.11.7 none
+        return all(is_public(inner) for inner in embedded_ipv4(addr))
     if not addr.is_global or addr.is_multicast or any(addr in net for net in _NOT_GLOBAL):
         return False
     if isinstance(addr, ipaddress.IPv6Address) and not (addr in _GLOBAL_UNICAST or addr in _NAT64):
