@@ -309,9 +309,9 @@ class WholeReads(httpcore.AsyncNetworkStream):
     """A connection's stream, read up to READ_BYTES at a time where httpcore asks for 64 KiB.
 
     asyncio hands over up to 256 KiB per socket read, and anyio cut that into 64 KiB pieces, each its own trip
-    through anyio, httpcore and h11: ~8 trips for a 250 KB page. Bigger reads took a run's fetching 0.2-0.5 ms of
-    CPU a page lighter. The body cap (Inflater) still checks every piece, so a body is cut off at most one read
-    past it.
+    through anyio, httpcore and h11: ~8 trips for a 250 KB page. Bigger reads took the flow process's fetching and
+    hand-off from ~3.0 to ~2.4 ms of CPU a page (2,000 bench pages, BENCHMARKS.md). The body cap (Inflater)
+    still checks every piece, so a body is cut off at most one read past it.
     """
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
