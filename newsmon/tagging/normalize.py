@@ -50,10 +50,11 @@ class Folded:
 @lru_cache(maxsize=65536)
 def fold_char(ch: str) -> str:
     """Fold one character; letters may expand (``ß`` -> ``ss``), marks vanish, symbols stay."""
-    if ch.casefold() in _SPECIAL:  # before decomposing: Ä is Azerbaijani ä (e), not A with a diaeresis
-        return _SPECIAL[ch.casefold()]
+    low = ch.casefold()
+    if low in _SPECIAL:  # before decomposing: Ä is Azerbaijani ä (e), not A with a diaeresis
+        return _SPECIAL[low]
     if ch in _KEEP:
-        return ch.casefold()
+        return low
     out = unicodedata.normalize("NFKD", ch).casefold()
     out = unicodedata.normalize("NFKD", out)
     out = "".join(_SPECIAL.get(c, c) for c in out if not unicodedata.combining(c))
