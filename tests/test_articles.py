@@ -17,6 +17,7 @@ from extractors.encoding import decode_html
 from extractors.summary import from_feed
 from newsmon.errors import ExtractionEmpty, ExtractionError
 from newsmon.records import Entry, ExtractedText
+from tests.conftest import CORPUS
 
 PAGES = Path(__file__).parent / "data" / "pages"
 AEB = PAGES / "aeb"
@@ -162,6 +163,49 @@ def test_pages_without_article_text_raise_extraction_empty(body: bytes) -> None:
         extract_article(body, "https://example.org/gone")
 
     assert caught.value.url == "https://example.org/gone"
+
+
+PARSE_CASES = [
+    "<!DOCTYPE html/>\n<html><body><p>Baku\x00 and\x1f Moscow\ufffe agree\uffff</p></body></html>",
+    "<html/>\n<body><p>self-closing html tag</p></body>",
+    "<?xml version='1.0' encoding='iso-8859-1'?><html><body><p>Bakı, Москва</p></body></html>",
+    "<html><head><meta charset='windows-1251'></head><body><p>Москва и Баку</p></body></html>",
+    "\x0c\x0b<html><body><div>stray form feed</div></body></html>",
+    "<div><p>a fragment</p><p>of two blocks</p></div>",
+    "<body><p>only a body</p></body>",
+    "plain text, no markup at all",
+    "",
+    "<html>" + "<div>" * 300 + "unclosed",
+]
+
+
+@pytest.mark.parametrize("text", PARSE_CASES)
+def test_pages_parse_to_the_tree_trafilatura_would_build(text: str) -> None:
+    from lxml import etree
+    from trafilatura import load_html
+
+    from extractors.articles import _parse
+
+    expected = load_html(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))  # the text is decoded: its declaration goes
+    if expected is None:
+        with pytest.raises(ExtractionEmpty):
+            _parse(text, ENERGY_URL)
+    else:
+        assert etree.tostring(_parse(text, ENERGY_URL)) == etree.tostring(expected)
+
+
+def test_saved_pages_parse_to_the_tree_trafilatura_would_build() -> None:
+    from lxml import etree
+    from trafilatura import load_html
+
+    from extractors.articles import _parse
+
+    saved = sorted((CORPUS / "article-extraction-benchmark/html").glob("*.html.gz"))[:60]
+    files = sorted(PAGES.rglob("*.html")) + saved
+    for path in files:
+        body = path.read_bytes()
+        text = decode_html(gzip.decompress(body) if path.suffix == ".gz" else body).text
+        assert etree.tostring(_parse(text, ENERGY_URL)) == etree.tostring(load_html(text)), path.name
 
 
 def test_gzip_bytes_left_on_the_body_are_inflated() -> None:
