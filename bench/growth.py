@@ -205,7 +205,7 @@ def import_top(n: int = 8) -> str:
 def prefect_server(home: Path, notes: list[str]) -> Iterator[str]:
     """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME, healthy, while the block runs: its API.
     Adds to `notes` how long it took to answer /api/health."""
-    from flows.ephemeral import free_port, wait_healthy  # imports Prefect's settings: only when a server is wanted
+    from flows.ephemeral import free_port, wait_healthy
 
     port = free_port()
     env = bench_env() | {"PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false"}

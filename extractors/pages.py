@@ -79,16 +79,25 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
         with ThreadPoolExecutor(max_workers=1, initializer=warm_up) as ex:
             yield ex
         return
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["extractors.preload", *preload])
-    with safe_children():  # started as `python -c`: nothing from the working folder on its path
-        multiprocessing.forkserver.ensure_running()
+    ctx = start_forkserver(preload)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=pool_worker_init) as ex:
         # Start the workers now: started lazily, the first submit blocks the event loop while the forkserver
         # imports trafilatura, and every fetch in flight then loses that time from its deadline.
         for started in [ex.submit(int) for _ in range(workers)]:
             started.result()
         yield ex
+
+
+def start_forkserver(preload: Sequence[str] = ()) -> multiprocessing.context.ForkServerContext:
+    """The context of extraction_pool's forkserver, which is started unless it runs already. Starting it returns
+    at once: its imports (extractors.preload, then `preload`) run in it, and the first fork waits for them. So a
+    caller with time on its hands (a run waiting for Prefect's server) can start it early; later pools then fork
+    from it, with the preload it was started with."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["extractors.preload", *preload])
+    with safe_children():  # started as `python -c`: nothing from the working folder on its path
+        multiprocessing.forkserver.ensure_running()
+    return ctx
 
 
 def stream_articles(batches: Sequence[Sequence[Entry]], feed_names: Mapping[str, str], settings: HttpSettings, *,

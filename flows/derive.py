@@ -16,6 +16,7 @@ from newsmon.alerts.clusters import HashValues, hash_values
 from newsmon.records import Article, Verdict
 from newsmon.tagging import TagResult, Watchlist, load_watchlists
 
+POOL_PRELOAD = (__name__,)  # what a run's extraction pool imports besides the extractors: this module
 CHUNK = 40  # articles per job: ~0.1 s of work, so both workers stay busy to the end
 Signature = HashValues | None  # None for a text too short to compare
 

@@ -15,11 +15,17 @@ on `prefect.server.api.server:create_app`, UI off, in ephemeral mode), with thre
 The run then reaches it as a configured API; later runs in the process use the same server, which stops when the
 process exits. This process never imports Prefect's server package (~2 s, ~80 MB), which Prefect's own way of
 starting the server did.
+
+`newsmon run` starts that server before it imports Prefect itself (`start_early`), when the environment and the
+files Prefect reads settings from show no API and no `newsmon serve` is up: the server's start-up (~3 s of one
+core) then runs beside those imports (~1 s of the other) instead of after them. This module imports Prefect only
+inside the functions that need it, for that.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import socket
@@ -27,30 +33,36 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from prefect.context import SettingsContext, get_settings_context
-from prefect.settings import PREFECT_HOME, get_current_settings
-
 from extractors.lifeline import child_env, die_with_parent_hook
 from newsmon.errors import NewsmonError
 
 SERVER_LOG_LIMIT = 1 << 20
+SERVER_LOG = "newsmon-temporary-server.log"
+SERVE_RECORD = "newsmon-serve.json"
+
+
+def prefect_home() -> Path:
+    from prefect.settings import PREFECT_HOME
+
+    return Path(PREFECT_HOME.value())
 
 
 def server_log() -> Path:
     """Where the temporary server's output goes (see the module docstring)."""
-    return Path(PREFECT_HOME.value()) / "newsmon-temporary-server.log"
+    return prefect_home() / SERVER_LOG
 
 
-def open_server_log() -> IO[bytes]:
-    """server_log() for appending, emptied first once it holds more than SERVER_LOG_LIMIT bytes; the null
-    device when the Prefect home cannot take it (the server's output is never worth failing a run for)."""
-    path = server_log()
+def open_server_log(path: Path | None = None) -> IO[bytes]:
+    """`path` (default server_log()) for appending, emptied first once it holds more than SERVER_LOG_LIMIT bytes;
+    the null device when the Prefect home cannot take it (the server's output is never worth failing a run for)."""
+    path = path or server_log()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         big = path.exists() and path.stat().st_size > SERVER_LOG_LIMIT
@@ -64,7 +76,7 @@ HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEAR
 
 def serve_record() -> Path:
     """Where a serving `newsmon serve` leaves its local API's address."""
-    return Path(PREFECT_HOME.value()) / "newsmon-serve.json"
+    return prefect_home() / SERVE_RECORD
 
 
 @contextmanager
@@ -105,9 +117,12 @@ def run_api() -> Iterator[None]:
     The run's settings are the current ones with those two values replaced (pydantic's model_copy). Prefect's
     temporary_settings would build them anew from every source (environment, profile, .env, pyproject.toml):
     ~0.1 s each time, 5-7% of an unchanged re-poll in a process that runs the flow repeatedly."""
+    from prefect.context import SettingsContext, get_settings_context
+
     context = get_settings_context()
     current = context.settings
     api = current.api.url or running_api() or temporary_api()
+    drop_early()  # started by start_early, but Prefect's settings name an API after all: never used
     beats = current.flows.heartbeat_frequency if heartbeats_configured() else None
     if (api, beats) == (current.api.url, current.flows.heartbeat_frequency):
         yield
@@ -130,40 +145,94 @@ PORT_IN_USE = 3  # uvicorn's exit code when its port was taken before it bound i
 
 
 _temporary: list[tuple[str, subprocess.Popen[bytes]]] = []  # this process's temporary server, once started
+_early: list[tuple[str, subprocess.Popen[bytes]]] = []  # started by start_early, not yet taken by temporary_api
 _starting = threading.Lock()
 
 
+def start_early() -> bool:
+    """Start this process's temporary server now, before Prefect is imported, when nothing Prefect would read
+    names an API and no `newsmon serve` is up (quiet_home); whether it did. Call it from the main thread.
+    temporary_api() takes it over; run_api() kills it unused should Prefect's settings name an API after all."""
+    home = quiet_home()
+    if home is None:
+        return False
+    with _starting:
+        if _temporary or _early:
+            return False
+        _early.append(_launch(child_env({**os.environ, **SERVER_ENV}), home / SERVER_LOG))
+    atexit.register(drop_early)
+    return True
+
+
+def drop_early() -> None:
+    """Kill a server start_early started that no run took: it holds nothing yet, and one still importing
+    ignores SIGTERM."""
+    with _starting:
+        while _early:
+            _, proc = _early.pop()
+            proc.kill()
+            proc.wait()
+
+
+def quiet_home() -> Path | None:
+    """Prefect's home, when the environment and the files Prefect reads settings from (its profiles, and .env,
+    prefect.toml and pyproject.toml in the working folder) set neither an API nor another home, and no `newsmon
+    serve` is up there; else None. Read without importing Prefect (~1 s): a guess that may say None too often,
+    never a run's decision (run_api makes that with Prefect's own settings)."""
+    env = os.environ
+    if env.get("PREFECT_API_URL"):
+        return None
+    home = Path(env.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    profiles = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        found = tomllib.loads(profiles.read_text(encoding="utf-8")) if profiles.exists() else {}
+        cwd = Path.cwd()
+        pyproject = cwd / "pyproject.toml"
+        if (cwd / ".env").exists() or (cwd / "prefect.toml").exists() or (
+                pyproject.exists() and "tool.prefect" in pyproject.read_text(encoding="utf-8", errors="replace")):
+            return None
+        if (home / SERVE_RECORD).exists():
+            return None  # a serve is up, or left its record when killed: running_api() tells
+    except (OSError, ValueError):
+        return None
+    profile = found.get("profiles", {}).get(env.get("PREFECT_PROFILE") or found.get("active") or "ephemeral", {})
+    if not isinstance(profile, dict) or {"PREFECT_API_URL", "PREFECT_HOME"} & profile.keys():
+        return None
+    return home
+
+
+PORT_IN_USE = 3  # uvicorn's exit code when its port was taken before it bound it
+# how this process's server differs from the one Prefect starts for a run: no UI, ephemeral mode
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+
 def temporary_api(timeout_s: float | None = None) -> str:
-    """The API URL of this process's temporary Prefect server (see the module docstring): started on first use,
-    stopped when the process exits, as Prefect's own. Tied to this process only when started from the main
-    thread. Waits up to `timeout_s` (default: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, 20 s)."""
+    """The API URL of this process's temporary Prefect server (see the module docstring): started on first use
+    (or by start_early), stopped when the process exits, as Prefect's own. Tied to this process only when
+    started from the main thread. Waits up to `timeout_s` (default:
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, 20 s)."""
+    from prefect.settings import get_current_settings
+
     with _starting:
         if _temporary and _temporary[-1][1].poll() is None:
             return _temporary[-1][0]
         default_s = get_current_settings().server.ephemeral.startup_timeout_seconds
-        api, proc = _start_temporary(timeout_s or float(default_s))
+        api, proc = _start_temporary(timeout_s or float(default_s), _early.pop() if _early else None)
         atexit.register(stop, proc)
         _temporary.append((api, proc))
         return api
 
 
-def _start_temporary(wait_s: float) -> tuple[str, subprocess.Popen[bytes]]:
-    import prefect
+def _start_temporary(wait_s: float, early: tuple[str, subprocess.Popen[bytes]] | None = None
+                     ) -> tuple[str, subprocess.Popen[bytes]]:
+    """A healthy server: `early` (one start_early started) if it comes up, else one started now."""
+    from prefect.settings import get_current_settings
 
-    env = child_env({**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                     "PREFECT__SERVER_FINAL": "1",
-                     **get_current_settings().to_environment_variables(exclude_unset=True)})
+    env = child_env({**os.environ, **SERVER_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)})
     ends = time.monotonic() + wait_s
     while True:
-        port = free_port()
-        with open_server_log() as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
-                 "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-                 "--log-level", "error", "--lifespan", "on"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent_hook())
-        api = f"http://127.0.0.1:{port}/api"
+        api, proc = early or _launch(env, server_log())
+        early = None
         if wait_healthy(api, proc, ends):
             return api, proc
         still_starting = proc.poll() is None  # alive when the wait ran out: stopped below
@@ -174,6 +243,22 @@ def _start_temporary(wait_s: float) -> tuple[str, subprocess.Popen[bytes]]:
                                "first start creates its database: give it longer with "
                                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run `prefect server start` "
                                "and set PREFECT_API_URL")
+
+
+def _launch(env: dict[str, str], log: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start Prefect's API server (uvicorn on its app factory) on a free port, its output to `log`."""
+    spec = importlib.util.find_spec("prefect")  # its folder, without importing it
+    if spec is None or spec.origin is None:
+        raise NewsmonError("Prefect is not installed in this environment; reinstall newsmon")
+    port = free_port()
+    with open_server_log(log) as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
+             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent_hook())
+    return f"http://127.0.0.1:{port}/api", proc
 
 
 def free_port() -> int:

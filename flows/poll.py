@@ -25,6 +25,7 @@ from extractors.pages import default_workers, extraction_pool, stream_articles
 from extractors.robots import RobotsCache
 from extractors.schedule import Outage, outage, split_due
 from flows import progress
+from flows.derive import POOL_PRELOAD
 from flows.report import alert_on_failure, publish_summary
 from flows.tasks import cluster_task, deliver_task, extract_task, poll_task, quoted, signals_task, store_task, tag_task
 from flows.usage import tree_cpu_seconds
@@ -164,8 +165,8 @@ def _run(settings: Settings, wh: Warehouse, started: datetime, every_feed: bool 
     for alias, article_id in found.aliases:
         identities.setdefault(article_id, []).append((alias, article_id))
     # one pool for the run: pages' extraction, then the per-article tagging and signatures
-    preload = ("flows.derive",)  # the workers' imports (tagging, signatures), made once in the forkserver
-    with extraction_pool(len(found.new), default_workers(), preload=preload) as pool:
+    # the workers' imports (tagging, signatures) are made once, in the forkserver
+    with extraction_pool(len(found.new), default_workers(), preload=POOL_PRELOAD) as pool:
         with closing(extract_new(found.new, settings, wh, started, pool)) as batches:
             for number in range(count):
                 _store_part(next(batches, Extracted()), settings, wh, started, pool, laps, tally, identities,

@@ -306,11 +306,19 @@ def run_once(config: Path, *, verbose: bool = False, show_progress: bool = False
         print(printable(f"newsmon: polling {feeds} into {settings.warehouse.catalog_shown}; starting Prefect...",
                         one_line=True), file=sys.stderr, flush=True)
     prefect_env(verbose)
+    from flows.ephemeral import run_api, start_early
+
+    early = start_early()  # no API and no serve: the temporary server starts beside Prefect's import (~1 s)
     notices = import_prefect_quietly()
     from flows import progress
-    from flows.ephemeral import run_api
     from flows.poll import poll_feeds, summary_lines_off_console
     from newsmon.console import live_progress
+
+    if early:  # the extraction pool's forkserver imports trafilatura on the core the server's start leaves free
+        from extractors.pages import start_forkserver
+        from flows.derive import POOL_PRELOAD
+
+        start_forkserver(POOL_PRELOAD)
 
     log_prefect_notices(notices)
     if not verbose:
