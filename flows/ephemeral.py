@@ -195,7 +195,9 @@ def quiet_home() -> Path | None:
             return None  # a serve is up, or left its record when killed: running_api() tells
     except (OSError, ValueError):
         return None
-    profile = found.get("profiles", {}).get(env.get("PREFECT_PROFILE") or found.get("active") or "ephemeral", {})
+    table = found.get("profiles", {})
+    profile = table.get(env.get("PREFECT_PROFILE") or found.get("active") or "ephemeral", {}) if isinstance(
+        table, dict) else None
     if not isinstance(profile, dict) or {"PREFECT_API_URL", "PREFECT_HOME"} & profile.keys():
         return None
     return home

@@ -117,6 +117,8 @@ def test_a_server_started_early_is_killed_unused_when_prefect_names_an_api(tmp_p
     ({"PREFECT_PROFILE": "team"},
      {"home/profiles.toml": 'active = "local"\n[profiles.team]\nPREFECT_HOME = "/srv/prefect"\n'}, False),
     ({}, {"home/profiles.toml": "active = [unclosed\n"}, False),
+    ({}, {"home/profiles.toml": 'profiles = "not a table"\n'}, False),
+    ({}, {"home/profiles.toml": 'active = 7\n[profiles.team]\nPREFECT_API_URL = "http://srv:4200/api"\n'}, True),
     ({}, {"cwd/.env": "PREFECT_LOGGING_LEVEL=INFO\n"}, False),
     ({}, {"cwd/prefect.toml": '[api]\nurl = "http://srv:4200/api"\n'}, False),
     ({}, {"cwd/pyproject.toml": '[tool.prefect.api]\nurl = "http://srv:4200/api"\n'}, False),
