@@ -8,12 +8,14 @@ MinHash LSH index finds the candidates, so the cost per article does not grow wi
 Signatures, their comparison and the index are datasketch's MinHash ("affine32") and MinHashLSH, value for
 value, in a few lines of numpy: importing datasketch imports scipy (~0.6 s and ~60 MB in every process that
 signs or clusters stories). The tests check both against datasketch. numpy itself (~17 MB, ~0.06 s) is imported
-on first use: a run with no new story (most runs) never needs it.
+on first use, by signing only (the extraction workers): comparing signatures and choosing the index's bands is
+plain Python, so the flow process that clusters a run's stories never imports it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -96,19 +98,39 @@ def bands(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
     """(bands, rows per band) of the LSH index for `threshold`: the pair with the least false positive plus
     false negative probability mass, as datasketch's MinHashLSH chooses it. Two signatures are candidates
     when all rows of one band agree, with probability 1 - (1 - s^r)^b at similarity s; that is a polynomial of
-    degree b * r <= num_perm, so Gauss-Legendre quadrature on num_perm / 2 + 1 nodes integrates it exactly."""
-    import numpy as np
-
-    nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+    degree b * r <= num_perm, so Gauss-Legendre quadrature on num_perm / 2 + 1 nodes integrates it exactly.
+    Plain Python (~0.1 s once per threshold): the flow process that clusters then never imports numpy (~12 MB)."""
+    nodes, weights = _gauss_legendre(num_perm // 2 + 1)
     pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
-    b, r = (np.array(x, dtype=float)[:, None] for x in zip(*pairs, strict=True))
 
-    def area(lo: float, hi: float) -> np.ndarray:  # of the candidate probability over [lo, hi], for every pair
-        s = (hi - lo) / 2 * nodes + (hi + lo) / 2
-        return np.asarray((hi - lo) / 2 * ((1 - (1 - s ** r) ** b) @ weights))
+    def area(b: int, r: int, lo: float, hi: float) -> float:  # of the candidate probability over [lo, hi]
+        half, mid = (hi - lo) / 2, (hi + lo) / 2
+        return half * math.fsum(w * (1 - (1 - (half * x + mid) ** r) ** b) for x, w in zip(nodes, weights, strict=True))
 
-    error = 0.5 * area(0.0, threshold) + 0.5 * ((1 - threshold) - area(threshold, 1.0))
-    return pairs[int(np.argmin(error))]  # the first of equals, as datasketch's loop keeps it
+    error = [0.5 * area(b, r, 0.0, threshold) + 0.5 * ((1 - threshold) - area(b, r, threshold, 1.0))
+             for b, r in pairs]
+    return pairs[min(range(len(pairs)), key=error.__getitem__)]  # the first of equals, as datasketch's loop keeps it
+
+
+def _gauss_legendre(n: int) -> tuple[list[float], list[float]]:
+    """Nodes and weights of n-point Gauss-Legendre quadrature on [-1, 1]: the roots of the Legendre polynomial
+    P_n by Newton's method from the usual cosine guesses, each weight 2 / ((1 - x^2) P_n'(x)^2)."""
+    nodes: list[float] = []
+    weights: list[float] = []
+    for i in range(n):
+        x = math.cos(math.pi * (i + 0.75) / (n + 0.5))
+        for _ in range(100):
+            p, q = 1.0, 0.0  # P_k(x), P_(k-1)(x), by the three-term recurrence
+            for k in range(1, n + 1):
+                p, q = ((2 * k - 1) * x * p - (k - 1) * q) / k, p
+            slope = n * (x * p - q) / (x * x - 1)
+            step = p / slope
+            x -= step
+            if abs(step) <= 1e-16:
+                break
+        nodes.append(x)
+        weights.append(2 / ((1 - x * x) * slope * slope))
+    return nodes, weights
 
 
 def story_time(a: Article) -> datetime:
