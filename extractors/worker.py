@@ -9,7 +9,8 @@ by the warm-up, inside the pool.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import pkgutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +40,12 @@ def heap_trim() -> Callable[[int], int] | None:
 _trim = heap_trim()
 
 
+def release_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; a no-op where there is none)."""
+    if _trim is not None:
+        _trim(0)
+
+
 @dataclass(frozen=True)
 class PageOutcome:
     """Extracted text, or the reason there is none; and the packed page when raw pages are kept."""
@@ -56,17 +63,39 @@ def warm_up() -> None:
 
 
 def share_tables() -> None:
-    """Build, before the forkserver forks, the tables trafilatura's justext fallback builds on its first page.
+    """Build, before the forkserver forks, the table trafilatura's justext fallback builds on its first page.
 
-    That fallback classifies paragraphs with the stoplists of every language merged (154k words), held by
-    trafilatura and, lower-cased into a frozenset, by justext: ~0.5 s of CPU and ~30 MB in each worker that
-    built them itself; built here, the workers share one copy (lookups do not write to it). A tiny page
-    through the fallback builds both.
+    That fallback classifies paragraphs with the stoplists of every language merged (154k words), lower-cased
+    into a frozenset that justext caches per stoplist object: ~0.5 s of CPU and ~15 MB in each worker that
+    built it itself; built here, the workers share one copy (lookups do not write to it). trafilatura would
+    also keep the merged words as a tuple of strings (~12 MB more), used only as that cache's key: the key
+    here is AllStoplists, which reads the same words from justext's files when iterated. A tiny page through
+    the fallback builds the frozenset.
     """
     from lxml.html import fromstring
-    from trafilatura.external import try_justext
+    from trafilatura import external
 
-    try_justext(fromstring("<html><body><p>Warm-up paragraph.</p></body></html>"), None, None)
+    if external.JT_STOPLIST is None:
+        external.JT_STOPLIST = AllStoplists()  # type: ignore[assignment]
+    external.try_justext(fromstring("<html><body><p>Warm-up paragraph.</p></body></html>"), None, None)
+
+
+class AllStoplists:
+    """Every justext stoplist's words, as justext.get_stoplist reads them (decoded, lower-cased), read from its
+    files each time it is iterated (justext does so once, for its cache): what trafilatura's merged stoplist
+    holds, without keeping a string per word. Hashed by identity, so justext's cache keeps one frozenset for it."""
+
+    __slots__ = ("_languages",)
+
+    def __init__(self) -> None:
+        from justext.utils import get_stoplists
+
+        self._languages = tuple(sorted(get_stoplists()))
+
+    def __iter__(self) -> Iterator[str]:
+        for language in self._languages:  # one file's lines at a time: no list of every word
+            for word in (pkgutil.get_data("justext", f"stoplists/{language}.txt") or b"").splitlines():
+                yield word.decode("utf8").lower()
 
 
 def pool_worker_init() -> None:
@@ -86,6 +115,6 @@ def extract_page(body: bytes, url: str, content_type: str | None, charset: str |
     except ExtractionError as exc:
         return PageOutcome(None, str(exc), packed)
     finally:
-        if _trim is not None and len(body) >= TRIM_AFTER_BYTES:
-            _trim(0)
+        if len(body) >= TRIM_AFTER_BYTES:
+            release_heap()
     return PageOutcome(ext, None, packed)

@@ -146,6 +146,25 @@ def test_workers_start_with_justext_s_stoplist_built_once_before_the_fork() -> N
     assert len({stoplist for stoplist, _ in seen.values()}) == 1  # one object, the forkserver's
 
 
+def test_the_shared_stoplist_holds_the_words_trafilatura_would_merge() -> None:
+    """The forkserver keys justext's cache with AllStoplists (the files, read when iterated) instead of
+    trafilatura's tuple of every word: the frozenset justext builds from it is the one it builds from that tuple."""
+    from justext.core import define_stoplist
+    from trafilatura import external
+
+    from extractors.worker import AllStoplists
+
+    saved = external.JT_STOPLIST
+    try:
+        external.JT_STOPLIST = None
+        merged = external.jt_stoplist_init()
+    finally:
+        external.JT_STOPLIST = saved
+    ours = define_stoplist(AllStoplists())
+    assert len(ours) > 100_000 and ours == define_stoplist(merged)
+    assert {"и", "the", "və", "bir"} <= ours  # Russian, English, Azerbaijani, Turkish
+
+
 _BIG_PAGE_PROBE = """
 import sys
 import extractors.worker as worker
