@@ -23,9 +23,11 @@ from newsmon.records import ExtractedText
 # After a page this large, the worker hands the C heap's free pages back to the system (glibc's malloc_trim).
 # The parse trees of a large page leave free memory scattered through the heap, which malloc keeps: a worker's
 # own memory grew to ~90 MB after the corpus's largest pages (up to 2.9 MB) and stayed there; trimmed, ~50-64 MB.
-# Only large pages, because the next page faults the returned memory back in: after every page that cost ~4% of
-# the extraction's CPU, after pages of 1 MiB or more (~3% of the corpus's pages) ~0.7%.
-TRIM_AFTER_BYTES = 1 << 20
+# Not after every page, because the next page faults the returned memory back in: that cost ~4% of the
+# extraction's CPU. After pages of 256 KiB or more (~27% of the corpus's pages; the median is 141 KB) a worker's
+# own memory between pages peaks at 50-51 MB over the corpus twice, against 59 MB with a 1 MiB limit, for a
+# CPU cost within this machine's noise (0-5% a page in two alternated pairs; ~1% estimated: ~0.7 ms a trim).
+TRIM_AFTER_BYTES = 256 << 10
 
 
 def heap_trim() -> Callable[[int], int] | None:
