@@ -218,6 +218,32 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "psycopg"))
 """
 
 
+@pytest.mark.parametrize("body_chars", [40, 4000])
+def test_insert_stores_every_value_as_given_with_long_texts_beside_the_json(body_chars: int) -> None:
+    """Rows go in through one JSON document; a column of long texts (here 300 x 4000 chars, over
+    BULKY_COLUMN_CHARS) goes in beside it as a list. Either way each value arrives as given: quotes,
+    backslashes, `$`, newlines, non-Latin scripts, None, timestamps, numbers; and a value that does not fit
+    its column still fails the write."""
+    import duckdb
+
+    from warehouse.lake import BULKY_COLUMN_CHARS, insert
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE t (id VARCHAR, seen TIMESTAMPTZ, n INTEGER, body VARCHAR, note VARCHAR, score DOUBLE)")
+    odd = 'Баку и Москва: "газ" \\ $1 \n Bakı və Moskva 🚢 '
+    rows = [(f"r{i}", NOW + timedelta(minutes=i), i, None if i % 7 == 0 else (odd + str(i)) * (body_chars // 40),
+             None if i % 5 == 0 else f"note {i} $2", i / 3) for i in range(300)]
+    assert (sum(len(r[3] or "") for r in rows) >= BULKY_COLUMN_CHARS) == (body_chars > 40)
+    insert(con, "t", rows, ["id", "seen", "n", "body", "note", "score"])
+    assert con.execute("SELECT * FROM t ORDER BY n").fetchall() == rows
+    insert(con, "t", [("x", NOW, 1, "body", None, 1.0)], ["id", "seen", "n", "body", "note", "score"])  # small
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (301,)
+    with pytest.raises(duckdb.Error):
+        insert(con, "t", [(f"y{i}", NOW, "not a number", "x" * 2000, None, 0.0) for i in range(200)],
+               ["id", "seen", "n", "body", "note", "score"])
+
+
 def test_a_local_warehouse_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
     # psycopg is ~9 MB in every run's process; only a PostgreSQL state or catalog needs it
     out = subprocess.run([sys.executable, "-c", LOCAL_RUN, str(tmp_path / "w.duckdb")], cwd=ROOT, env=ENV,

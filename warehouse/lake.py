@@ -354,29 +354,47 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 def insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Row], names: Sequence[str] = ()) -> None:
     """One INSERT per table: the columns go in as one JSON document, parsed by DuckDB into the table's own
-    column types and unnested in step.
+    column types and unnested in step; a column of long texts (articles' text) goes in beside it as one list.
 
     Bound as Python values instead (a list parameter per column), DuckDB 1.5 tries `import pandas` twice for
     every value, and each failed try raises an exception through its binding: ~6 us a value, ~6 s of the flow
     process for a 5,000-article backfill (~960k values, most of them tag evidence), against ~0.7 us a value
-    through JSON. Rows holding what JSON cannot carry as is (bytes, NaN) are bound as values."""
+    through JSON. Long texts are few values but most of the bytes: through JSON they are escaped, copied and
+    parsed again (~20 MB more of the flow process's memory for a 500-article part); as a list, copied once.
+    Rows holding what JSON cannot carry as is (bytes, NaN) are bound as values."""
     if not rows:
         return
     values = columns(rows)
     cols = f"({', '.join(names)})" if names else ""
+    bulky = [i for i, column in enumerate(values) if _texts_size(column) >= BULKY_COLUMN_CHARS]
     try:
-        document = json.dumps({f"c{i}": column for i, column in enumerate(values)}, default=_json_value,
-                              ensure_ascii=False, allow_nan=False)
+        document = json.dumps({f"c{i}": column for i, column in enumerate(values) if i not in bulky},
+                              default=_json_value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
         select = ", ".join(f"unnest(${i})" for i in range(1, len(values) + 1))
         con.execute(f"INSERT INTO {table} {cols} SELECT {select}", values)
         return
     described = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
     kinds = [described[n] for n in names] if names else list(described.values())
-    shape = json.dumps({f"c{i}": f"{kind}[]" for i, kind in enumerate(kinds)}).replace("'", "''")
-    select = ", ".join(f"unnest(j.c{i})" for i in range(len(values)))
+    shape = json.dumps({f"c{i}": f"{kind}[]" for i, kind in enumerate(kinds) if i not in bulky}).replace("'", "''")
+    params = {i: f"${n}" for n, i in enumerate(bulky, start=2)}
+    select = ", ".join(f"unnest({params[i]})" if i in params else f"unnest(j.c{i})" for i in range(len(values)))
     con.execute(f"INSERT INTO {table} {cols} SELECT {select} FROM (SELECT json_transform_strict($1, '{shape}') AS j)",
-                [document])
+                [document, *(values[i] for i in bulky)])
+
+
+BULKY_COLUMN_CHARS = 1 << 18  # a text column holding this much in all goes in as a list, not through the JSON
+
+
+def _texts_size(column: Sequence[Any]) -> int:
+    """Characters in a column of texts (None allowed); 0 for any other column."""
+    size = 0
+    for value in column:
+        if isinstance(value, str):
+            size += len(value)
+        elif value is not None:
+            return 0
+    return size
 
 
 def _json_value(value: object) -> str:
