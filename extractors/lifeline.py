@@ -8,6 +8,11 @@ Two classes of trouble with child processes, both closed here:
   `newsmon run` is typed would be imported in its place. `safe_children()` sets PYTHONSAFEPATH=1 (Python 3.11+:
   no working folder on the path) in the environment that children inherit; what newsmon starts itself also
   gets `-P` on its command line.
+- Main module. multiprocessing's spawned and forkserver children run the parent's main module again (as
+  __mp_main__) before their first job, so that jobs defined there unpickle. newsmon's jobs live in importable
+  modules, and a main module can be heavy: a scheduled run's is Prefect's engine (`python -m prefect.engine`:
+  ~50 MB more in every extraction worker). `main_module_hidden()` hides it from the children started inside
+  the block.
 - Orphans. A SIGKILLed run never runs its clean-up: its children (the extraction pool, Prefect's temporary API
   server, ~200 MB each) kept running. Linux ties them to it: `die_with_parent_hook()` is a Popen preexec_fn that
   asks the kernel to SIGKILL the child when its parent ends (PR_SET_PDEATHSIG); `exit_with_parent()` is for a
@@ -59,6 +64,25 @@ def safe_children() -> Iterator[None]:
             os.environ.pop(SAFE_PATH, None)
         else:
             os.environ[SAFE_PATH] = before
+
+
+@contextmanager
+def main_module_hidden() -> Iterator[None]:
+    """Children multiprocessing starts inside the block do not import this process's main module: it finds
+    the module by `__main__.__spec__` and `__main__.__file__` when it starts a child, and both are hidden for
+    the block (restored after it)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, object] = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from extractors.budget import LeftForLater, PageBudget
 from extractors.http import Fetcher
-from extractors.lifeline import safe_children
+from extractors.lifeline import main_module_hidden, safe_children
 from extractors.rawpages import unpack
 from extractors.robots import RobotsCache, RobotsCheck
 from extractors.summary import from_feed
@@ -71,8 +71,8 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
 
     Workers are forks of a forkserver that has imported trafilatura and loaded the language model
     (extractors.preload), so a pool starts in well under a second and its workers share that memory.
-    The forkserver imports nothing from the working folder, and it and its workers end when this process
-    ends, SIGKILLed or not (extractors.lifeline).
+    The forkserver imports nothing from the working folder, the workers nothing of this process's main
+    module, and they end when this process ends, SIGKILLed or not (extractors.lifeline).
     `preload` names further modules the forkserver imports first (code the caller will run in the pool).
     """
     if pages < POOL_MIN_PAGES or workers < 2:
@@ -82,9 +82,12 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
     ctx = start_forkserver(preload)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=pool_worker_init) as ex:
         # Start the workers now: started lazily, the first submit blocks the event loop while the forkserver
-        # imports trafilatura, and every fetch in flight then loses that time from its deadline.
-        for started in [ex.submit(int) for _ in range(workers)]:
-            started.result()
+        # imports trafilatura, and every fetch in flight then loses that time from its deadline. (The pool
+        # starts no other worker: it replaces none.) They import nothing of this process's main module.
+        with main_module_hidden():
+            started = [ex.submit(int) for _ in range(workers)]
+        for worker in started:
+            worker.result()
         yield ex
 
 

@@ -146,6 +146,42 @@ def test_workers_start_with_justext_s_stoplist_built_once_before_the_fork() -> N
     assert len({stoplist for stoplist, _ in seen.values()}) == 1  # one object, the forkserver's
 
 
+def _main_module_run_again() -> bool:
+    return hasattr(sys.modules["__main__"], "HEAVY")  # the heavy main module's (below)
+
+
+_HEAVY_MAIN = """
+import sys
+HEAVY = bytearray(64 << 20)  # what a heavy main module costs each worker that runs it again
+from extractors.pages import extraction_pool
+from tests.test_jobs import _main_module_run_again
+if __name__ == "__main__":
+    with extraction_pool(100, 2) as pool:
+        print([pool.submit(_main_module_run_again).result() for _ in range(4)])
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_extraction_workers_do_not_run_the_main_module_again(tmp_path: Path, how: str) -> None:
+    """multiprocessing's forkserver children re-run the parent's main module before their first job; a scheduled
+    run's is Prefect's engine (~50 MB a worker). The pool's workers skip it, whether the main module was run
+    as a file or with -m, and the main module is whole again afterwards."""
+    (tmp_path / "heavy_main.py").write_text(_HEAVY_MAIN)
+    target = [str(tmp_path / "heavy_main.py")] if how == "script" else ["-m", "heavy_main"]
+    done = subprocess.run([sys.executable, *target], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[False,", "False,", "False,", "False]"]
+
+
+def test_the_main_module_is_whole_after_the_pool_starts() -> None:
+    main = sys.modules["__main__"]
+    before = (main.__dict__.get("__spec__"), main.__dict__.get("__file__"))
+    with extraction_pool(100, 2) as pool:
+        assert pool.submit(int, "7").result() == 7
+    assert (main.__dict__.get("__spec__"), main.__dict__.get("__file__")) == before
+
+
 def _date_tables() -> tuple[int, int, int, int]:
     from dateparser.languages.loader import default_loader
     from htmldate.extractors import month_words
