@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -224,7 +225,9 @@ class Article:
 class ClusterRecord:
     """A story cluster: near-duplicate articles (syndicated wire copy) across outlets.
 
-    `signature` is the MinHash of the seed article's text; later articles are compared against it.
+    `signature` is the MinHash of the seed article's text; later articles are compared against it: a tuple
+    as signed, an `array("I")` as read back from the state database (512 bytes instead of 128 Python ints:
+    ~21 MB less for a 3-day window of a story a minute).
     `first_published_at` is the earliest publication (else fetch) time of any member.
     """
 
@@ -233,7 +236,7 @@ class ClusterRecord:
     title: str
     first_published_at: datetime
     created_at: datetime
-    signature: tuple[int, ...] = ()
+    signature: Sequence[int] = ()
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ def test_a_later_copy_joins_the_stored_cluster_and_old_clusters_are_not_compared
                       finished_at=NOW)
     recent = wh.runs.recent_clusters(since=NOW - timedelta(days=3))
     assert [c.cluster_id for c in recent] == [first[0].cluster_id] and len(recent[0].signature) == 128
+    assert list(recent[0].signature) == list(clusters[0].signature)  # read back compact (an array), value for value
     later, touched = assign_clusters(copies()[3:], recent, threshold=0.45, now=NOW + timedelta(hours=5))
     assert later[0].cluster_id == first[0].cluster_id and touched[0].cluster_id == first[0].cluster_id
     assert wh.runs.recent_clusters(since=NOW + timedelta(days=1)) == []  # outside the lookback: never compared
@@ -143,7 +144,7 @@ def test_signatures_index_and_similarity_are_datasketchs_value_for_value() -> No
             ours.add(ClusterRecord(aid, aid, "", NOW, NOW, hv), hv)
             theirs.insert(aid, LeanMinHash(seed=1, hashvalues=list(hv), scheme=SCHEME))
         for aid, hv in signed:
-            found = {k for table, key in ours._keys(hv) for k in table.get(key, ())}
+            found = ours.candidates(hv)
             assert found == set(theirs.query(LeanMinHash(seed=1, hashvalues=list(hv), scheme=SCHEME))), aid
         for (_, a), (_, b) in list(combinations(signed, 2))[:2000]:
             la, lb = (LeanMinHash(seed=1, hashvalues=list(x), scheme=SCHEME) for x in (a, b))

@@ -132,7 +132,7 @@ class RunStore:
                                "signature FROM clusters WHERE created_at >= ? AND signature IS NOT NULL "
                                "ORDER BY created_at", [ts(since)])
         return [ClusterRecord(r[0], r[1], r[2] or "", _when(r[3]), _when(r[4]),
-                              signature=tuple(array("I", r[5]))) for r in rows]
+                              signature=array("I", r[5])) for r in rows]
 
     def forget_signatures(self, *, before: datetime) -> int:
         """Drop the text signatures of clusters made before `before`: clustering compares a new story only with
