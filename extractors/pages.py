@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -89,6 +89,35 @@ def extraction_pool(pages: int, workers: int, preload: Sequence[str] = ()) -> It
         for worker in started:
             worker.result()
         yield ex
+
+
+class PoolOnDemand:
+    """A run's one extraction pool, started by the first stage that asks for it, from any thread, and closed
+    with the run: the poll asks when a feed needs parsing (`for_parsing`: parsed on every core), the pages
+    stage when it has pages (`get`). A run whose feeds all answer 304 starts none."""
+
+    def __init__(self, workers: int, preload: Sequence[str] = ()) -> None:
+        self.workers, self.preload = workers, tuple(preload)
+        self._stack = ExitStack()
+        self._pool: Executor | None = None
+        self._lock = threading.Lock()
+
+    def get(self, pages: int) -> Executor:
+        """The pool: started now, sized by `pages` (extraction_pool), unless it runs already."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._stack.enter_context(extraction_pool(pages, self.workers, self.preload))
+            return self._pool
+
+    def for_parsing(self) -> Executor | None:
+        """A process pool to parse feeds in, or None on one core (the poller's thread parses then)."""
+        return self.get(POOL_MIN_PAGES) if self.workers >= 2 else None
+
+    def __enter__(self) -> PoolOnDemand:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
 
 def start_forkserver(preload: Sequence[str] = ()) -> multiprocessing.context.ForkServerContext:

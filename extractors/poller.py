@@ -12,43 +12,87 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypedDict
+from typing import Any, TypedDict, TypeVar
 
-from extractors.feeds import read_feed
+from extractors.feeds import ParsedFeed, read_feed
 from extractors.http import Fetcher, Response
 from extractors.schedule import cache_floor, next_poll_at
+from extractors.worker import TRIM_AFTER_BYTES, release_heap
 from newsmon.config import HttpSettings
 from newsmon.errors import FeedParseError, FetchError
 from newsmon.records import FeedResult, FeedSpec, FeedState
 
+T = TypeVar("T")
+
 
 def poll_feeds(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], settings: HttpSettings,
-               *, now: datetime, rand: Callable[[], float] = random.random) -> list[FeedResult]:
+               *, now: datetime, rand: Callable[[], float] = random.random,
+               start_pool: Callable[[], Executor | None] | None = None) -> list[FeedResult]:
     """Poll all `feeds` (blocking wrapper around the async poller), results in the same order.
 
     Scheduling (which feeds are due) is the caller's decision: see extractors.schedule.split_due.
+    `start_pool` (see FeedParsers) gives a process pool to parse feeds in, asked once a feed needs parsing.
     """
-    return asyncio.run(poll_feeds_async(feeds, states, settings, now=now, rand=rand))
+    return asyncio.run(poll_feeds_async(feeds, states, settings, now=now, rand=rand, start_pool=start_pool))
 
 
 async def poll_feeds_async(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], settings: HttpSettings,
-                           *, now: datetime, rand: Callable[[], float] = random.random) -> list[FeedResult]:
-    # Parsing (feedparser, charset detection) is pure Python: on the event loop, one 10 MB feed stopped every
-    # other feed's I/O for its whole parse, and their deadlines ran out. One thread parses, one feed at a time:
-    # feedparser holds the GIL, so a second thread would not parse sooner, and one feed's tree is in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsmon-feed-parser") as parser:
-        async with Fetcher(settings) as fetcher:
-            return list(await asyncio.gather(*(
-                poll_one(fetcher, f, states.get(f.url), settings, now, jitter=rand(), parser=parser)
-                for f in feeds)))
+                           *, now: datetime, rand: Callable[[], float] = random.random,
+                           start_pool: Callable[[], Executor | None] | None = None) -> list[FeedResult]:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsmon-feed-parser") as thread:
+        parsers = FeedParsers(thread, start_pool)
+        try:
+            async with Fetcher(settings) as fetcher:
+                return list(await asyncio.gather(*(
+                    poll_one(fetcher, f, states.get(f.url), settings, now, jitter=rand(), parsers=parsers)
+                    for f in feeds)))
+        finally:
+            await parsers.settled()
+
+
+class FeedParsers:
+    """Where a poll parses its feeds, never on the event loop: parsing (feedparser, charset detection) is pure
+    Python, and there one 10 MB feed stopped every other feed's I/O for its whole parse, so their deadlines ran out.
+
+    One thread of this process parses, one feed at a time (feedparser holds the GIL: a second thread would not
+    parse sooner), until `start_pool` has given a process pool (the run's extraction pool): then its workers
+    parse, on every core. The pool is asked for by the first feed that needs parsing (a poll of unchanged feeds
+    starts none), in a thread of its own: its start never holds up the event loop, and feeds parse in the thread
+    meanwhile. A pool that breaks (a worker killed) leaves the parsing to the thread again."""
+
+    def __init__(self, thread: Executor, start_pool: Callable[[], Executor | None] | None = None) -> None:
+        self._thread, self._start_pool = thread, start_pool
+        self._starting: asyncio.Future[Executor | None] | None = None
+        self._pool: Executor | None = None
+
+    async def parse(self, job: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        if self._start_pool is not None:
+            self._starting, self._start_pool = loop.run_in_executor(None, self._start_pool), None
+        if self._starting is not None and self._starting.done():
+            self._pool = None if self._starting.exception() else self._starting.result()
+            self._starting = None  # a pool that did not start: the run's pages stage asks again, and says why
+        if self._pool is not None:
+            try:
+                return await loop.run_in_executor(self._pool, job)
+            except BrokenExecutor:
+                self._pool = None
+        return await loop.run_in_executor(self._thread, job)
+
+    async def settled(self) -> None:
+        """Wait for a pool start still under way: the pool belongs to the caller's run, which uses it next."""
+        if self._starting is not None:
+            with suppress(Exception):
+                await self._starting
 
 
 async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, settings: HttpSettings,
-                   now: datetime, *, jitter: float = 0.0, parser: Executor | None = None) -> FeedResult:
-    """Fetch and parse one feed. The fetch's deadline covers its own I/O only: the parse runs in `parser` (the
+                   now: datetime, *, jitter: float = 0.0, parsers: FeedParsers | None = None) -> FeedResult:
+    """Fetch and parse one feed. The fetch's deadline covers its own I/O only: the parse runs in `parsers` (the
     loop's default executor when None), never on the event loop."""
     t0 = time.monotonic()
     failures = (state.consecutive_failures if state else 0) + 1
@@ -74,9 +118,9 @@ async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, se
     if state is not None and state.body_hash == body_hash:
         return _unchanged(feed, now, resp, common, cap, t0, body_hash=body_hash)
     try:
-        doc = await asyncio.get_running_loop().run_in_executor(parser, partial(
-            read_feed, resp.body, feed.url, base_url=resp.final_url, headers=resp.headers,
-            max_entries=settings.max_entries_per_feed))
+        job = partial(parse_feed_body, resp.body, feed.url, base_url=resp.final_url, headers=resp.headers,
+                      max_entries=settings.max_entries_per_feed)
+        doc = await (parsers.parse(job) if parsers else asyncio.get_running_loop().run_in_executor(None, job))
     except FeedParseError as exc:
         moved = f" (after a permanent redirect to {resp.final_url}; the stored URL is kept)" \
             if resp.permanent_redirect else ""
@@ -88,6 +132,16 @@ async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, se
     floor = cache_floor(resp.headers, ttl_minutes=doc.ttl_minutes, now=now, cap=cap)
     return FeedResult(feed, now, status=resp.status, entries=doc.entries, body_hash=body_hash, bozo=note,
                       elapsed_s=time.monotonic() - t0, next_poll_at=_after(now, floor), **common)
+
+
+def parse_feed_body(body: bytes, feed_url: str, **how: Any) -> ParsedFeed:
+    """read_feed (a pool worker's job, or the poller thread's); after a large feed, the heap's free pages go
+    back to the system, as after a large page (extractors.worker.TRIM_AFTER_BYTES)."""
+    try:
+        return read_feed(body, feed_url, **how)
+    finally:
+        if len(body) >= TRIM_AFTER_BYTES:
+            release_heap()
 
 
 class _Validators(TypedDict):

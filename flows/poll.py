@@ -21,7 +21,7 @@ from extractors.budget import PageBudget, pages_left_for_later, without_left
 from extractors.dedup import drop_duplicates, lookup_keys, point_at_kept
 from extractors.identity import Resolution, all_aliases, left_for_later, resolve_entries
 from extractors.lifeline import end_with_serve
-from extractors.pages import default_workers, extraction_pool, stream_articles
+from extractors.pages import PoolOnDemand, default_workers, stream_articles
 from extractors.robots import RobotsCache
 from extractors.schedule import Outage, outage, split_due
 from extractors.worker import release_heap
@@ -150,24 +150,26 @@ def _run(settings: Settings, wh: Warehouse, started: datetime, every_feed: bool 
     laps = StageClock()
     states = wh.runs.feed_states()
     due, waiting = split_due(settings.feeds, states, started, every=every_feed)
-    results = poll_task(quoted(due), quoted(states), settings.http, started)
-    down = outage(settings.feeds, states, results, started, timedelta(hours=settings.schedule.outage_hours))
-    laps.lap("poll")
-    found = identify(results, wh, started, settings.http.max_entries_per_feed)
-    results = left_for_later(results, found.left, settings.http.max_entries_per_feed)
     tally = RunTally(uuid.uuid4().hex[:16], str(settings.source))
-    # Each batch of new pages is tagged, clustered, alert-planned and stored (its own claim and lake commit) as
-    # soon as it is extracted, then dropped: the run keeps counts, not articles. The feed results (validators,
-    # next poll) go with the last part, once every entry of the run is stored; a run that dies between parts
-    # keeps the parts it stored, and the next run re-reads its feeds and finds those entries known.
-    size = settings.extraction.batch_pages
-    count = max(1, -(-len(found.new) // size))
-    identities: dict[str, list[tuple[str, str]]] = {}
-    for alias, article_id in found.aliases:
-        identities.setdefault(article_id, []).append((alias, article_id))
-    # one pool for the run: pages' extraction, then the per-article tagging and signatures
-    # the workers' imports (tagging, signatures) are made once, in the forkserver
-    with extraction_pool(len(found.new), default_workers(), preload=POOL_PRELOAD) as pool:
+    # one pool for the run, started by the first stage that needs it (a feed to parse, else pages to extract),
+    # for the feeds' parsing, the pages' extraction, then the per-article tagging and signatures; the workers'
+    # imports (tagging, signatures) are made once, in the forkserver
+    with PoolOnDemand(default_workers(), preload=POOL_PRELOAD) as pools:
+        results = poll_task(quoted(due), quoted(states), settings.http, started, pools.for_parsing)
+        down = outage(settings.feeds, states, results, started, timedelta(hours=settings.schedule.outage_hours))
+        laps.lap("poll")
+        found = identify(results, wh, started, settings.http.max_entries_per_feed)
+        results = left_for_later(results, found.left, settings.http.max_entries_per_feed)
+        # Each batch of new pages is tagged, clustered, alert-planned and stored (its own claim and lake commit)
+        # as soon as it is extracted, then dropped: the run keeps counts, not articles. The feed results
+        # (validators, next poll) go with the last part, once every entry of the run is stored; a run that dies
+        # between parts keeps the parts it stored, and the next run re-reads its feeds and finds those entries.
+        size = settings.extraction.batch_pages
+        count = max(1, -(-len(found.new) // size))
+        identities: dict[str, list[tuple[str, str]]] = {}
+        for alias, article_id in found.aliases:
+            identities.setdefault(article_id, []).append((alias, article_id))
+        pool = pools.get(len(found.new))
         with closing(extract_new(found.new, settings, wh, started, pool)) as batches:
             for number in range(count):
                 _store_part(next(batches, Extracted()), settings, wh, started, pool, laps, tally, identities,

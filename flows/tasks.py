@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,10 +40,11 @@ def quoted(value: T) -> T:
 
 @task(name="poll-feeds", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def poll_task(feeds: Sequence[FeedSpec], states: Mapping[str, FeedState], http: HttpSettings,
-              now: datetime) -> list[FeedResult]:
-    """Fetch and parse every feed; a failing feed is a result with an error, not an exception."""
+              now: datetime, start_pool: Callable[[], Executor | None] | None = None) -> list[FeedResult]:
+    """Fetch and parse every feed (parsed in the pool `start_pool` gives, once a feed needs parsing); a failing
+    feed is a result with an error, not an exception."""
     progress.report("feeds", 0, len(feeds))
-    results = poller.poll_feeds(feeds, states, http, now=now)
+    results = poller.poll_feeds(feeds, states, http, now=now, start_pool=start_pool)
     progress.report("feeds", len(feeds), len(feeds))
     return results
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import multiprocessing
+import os
+import signal
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from extractors.feeds import read_feed
 from extractors.identity import all_aliases, resolve_entries
 from extractors.pages import fetch_articles
-from extractors.poller import poll_feeds
+from extractors.poller import FeedParsers, poll_feeds
 from extractors.schedule import backoff_delay, cache_floor, is_due, next_poll_at, split_due
 from newsmon.config import HttpSettings
+from newsmon.errors import FeedParseError
 from newsmon.records import FeedResult, FeedSpec, FeedState, RunBatch
 from tests.conftest import RouteServer, make_warehouse
 from warehouse import Warehouse
@@ -255,3 +263,67 @@ def test_a_feed_with_no_new_entries_for_much_longer_than_its_usual_gap_is_flagge
                           arts(busy, now - timedelta(hours=1)), (), ()), finished_at=now)
     _, rows = wh.lake.query("SELECT name, silent, usual_gap_hours, new_24h, new_7d FROM feed_health ORDER BY name")
     assert rows == [("busy", False, 2.0, 5, 5), ("quiet", True, 2.0, 0, 5)]
+
+
+SPAWN = multiprocessing.get_context("spawn")  # a plain process pool: the tests' jobs need nothing preloaded
+
+
+def test_feeds_are_parsed_in_the_pool_once_it_is_up_in_the_thread_before_it_and_after_it_breaks() -> None:
+    async def scenario() -> tuple[int, int, int]:
+        with ThreadPoolExecutor(1) as thread, ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
+            parsers = FeedParsers(thread, lambda: pool)
+            before = await parsers.parse(os.getpid)  # asks for the pool, which is not up yet
+            await parsers.settled()
+            in_pool = await parsers.parse(os.getpid)
+            os.kill(in_pool, signal.SIGKILL)
+            after = await parsers.parse(os.getpid)
+            return before, in_pool, after
+
+    before, in_pool, after = asyncio.run(scenario())
+    assert before == after == os.getpid() != in_pool
+
+
+def test_a_pool_that_does_not_start_leaves_the_parsing_to_the_thread() -> None:
+    def no_pool() -> ProcessPoolExecutor:
+        raise OSError("no forkserver")
+
+    async def scenario() -> list[int]:
+        with ThreadPoolExecutor(1) as thread:
+            parsers = FeedParsers(thread, no_pool)
+            pids = [await parsers.parse(os.getpid)]
+            await parsers.settled()
+            return [*pids, await parsers.parse(os.getpid)]
+
+    assert asyncio.run(scenario()) == [os.getpid(), os.getpid()]
+
+
+def test_a_feed_that_does_not_parse_in_a_worker_says_what_it_says_in_the_thread() -> None:
+    job = partial(read_feed, b"<html><body><p>Not a feed.</p></body></html>", "http://127.0.0.1:9/f.xml")
+    with pytest.raises(FeedParseError) as here:
+        job()
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(1) as thread, ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
+            parsers = FeedParsers(thread, lambda: pool)
+            await parsers.parse(int)
+            await parsers.settled()
+            await parsers.parse(job)
+
+    with pytest.raises(FeedParseError) as there:
+        asyncio.run(scenario())
+    assert (str(there.value), there.value.url) == (str(here.value), here.value.url) and here.value.url
+
+
+def test_a_poll_asks_for_the_pool_once_and_only_when_a_feed_needs_parsing(site: RouteServer) -> None:
+    feeds = [FeedSpec("one", site.base_url + "/one.xml"), FeedSpec("two", site.base_url + "/two.xml")]
+    asked: list[int] = []
+    with ProcessPoolExecutor(2, mp_context=SPAWN) as pool:
+        def start_pool() -> ProcessPoolExecutor:
+            asked.append(1)
+            return pool
+
+        first = poll_feeds(feeds, {}, HTTP, now=T0, start_pool=start_pool)
+        assert [len(r.entries) for r in first] == [2, 1] and asked == [1]
+        states = {r.feed.url: FeedState(r.feed.url, etag=r.etag, last_modified=r.last_modified) for r in first}
+        second = poll_feeds(feeds, states, HTTP, now=T0, start_pool=start_pool)
+    assert [r.status for r in second] == [304, 304] and asked == [1]  # unchanged feeds: no pool asked for
