@@ -16,12 +16,11 @@ from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
-from extractors.feeds import ParsedFeed, read_feed
 from extractors.http import Fetcher, Response
 from extractors.schedule import cache_floor, next_poll_at
-from extractors.worker import TRIM_AFTER_BYTES, release_heap
+from extractors.worker import parse_feed_body
 from newsmon.config import HttpSettings
 from newsmon.errors import FeedParseError, FetchError
 from newsmon.records import FeedResult, FeedSpec, FeedState
@@ -132,16 +131,6 @@ async def poll_one(fetcher: Fetcher, feed: FeedSpec, state: FeedState | None, se
     floor = cache_floor(resp.headers, ttl_minutes=doc.ttl_minutes, now=now, cap=cap)
     return FeedResult(feed, now, status=resp.status, entries=doc.entries, body_hash=body_hash, bozo=note,
                       elapsed_s=time.monotonic() - t0, next_poll_at=_after(now, floor), **common)
-
-
-def parse_feed_body(body: bytes, feed_url: str, **how: Any) -> ParsedFeed:
-    """read_feed (a pool worker's job, or the poller thread's); after a large feed, the heap's free pages go
-    back to the system, as after a large page (extractors.worker.TRIM_AFTER_BYTES)."""
-    try:
-        return read_feed(body, feed_url, **how)
-    finally:
-        if len(body) >= TRIM_AFTER_BYTES:
-            release_heap()
 
 
 class _Validators(TypedDict):

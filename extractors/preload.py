@@ -21,7 +21,6 @@ sys.path[:] = [p for p in sys.path if p != ""]
 
 import gc  # noqa: E402
 
-import extractors.feeds  # noqa: E402,F401  (the workers parse a run's feeds too: extractors.poller)
 from extractors.lifeline import mark_forkserver  # noqa: E402
 from extractors.worker import release_heap, share_tables, warm_up  # noqa: E402
 

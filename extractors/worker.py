@@ -13,7 +13,9 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from extractors.feeds import ParsedFeed, read_feed
 from extractors.language import detect_language
 from extractors.lifeline import tie_pool_worker
 from extractors.rawpages import pack
@@ -129,3 +131,14 @@ def extract_page(body: bytes, url: str, content_type: str | None, charset: str |
         if len(body) >= TRIM_AFTER_BYTES:
             release_heap()
     return PageOutcome(ext, None, packed)
+
+
+def parse_feed_body(body: bytes, feed_url: str, **how: Any) -> ParsedFeed:
+    """read_feed: a pool worker's job while the run polls (or the poller thread's). Here, in a module the
+    forkserver imports, so that a worker unpickling the job imports nothing more (the poller would bring the
+    HTTP client: ~12 MB a worker). After a large feed the heap's free pages go back, as after a large page."""
+    try:
+        return read_feed(body, feed_url, **how)
+    finally:
+        if len(body) >= TRIM_AFTER_BYTES:
+            release_heap()
