@@ -1,6 +1,7 @@
-"""What runs inside an extraction worker process: a warm-up (the pool initializer) and one job per page.
+"""What runs inside an extraction worker process: a warm-up (the pool initializer), one job per page, and one
+per feed the run's poll hands to the pool (extractors.poller.FeedParsers).
 
-Both are module-level and picklable; the forkserver runs the warm-up once (extractors.preload), so
+All are module-level and picklable; the forkserver runs the warm-up once (extractors.preload), so
 trafilatura, lxml and the language model are loaded once and every worker starts from that image. The flow
 process imports this module too (to submit jobs), but never trafilatura: extractors.articles is imported
 by the warm-up, inside the pool.
