@@ -53,14 +53,14 @@ def connect(loc: LakeLocation, *, read_only: bool, session: Sequence[str] = ()) 
     # the duckdb module itself is: checking their signatures took ~0.4 s per file on every connection (most of an
     # unchanged re-poll). Nothing else can be loaded here: the writer runs no outside SQL, and `newsmon sql`
     # refuses LOAD and turns external access off (warehouse.sandbox).
-    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    #
+    # DuckDB's allocator (jemalloc) hands freed memory back to the system only when a later allocation in the same
+    # thread gets round to it; its background threads do it within seconds. A run's writer frees a part's rows
+    # after each store and then sits idle while the next part is extracted: with them, the flow process held
+    # ~16 MB less through a 5,000-page backfill, at no measurable CPU (BENCHMARKS.md). Process-wide.
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true", "allocator_background_threads": "true"})
     try:
         con.execute("SET TimeZone = 'UTC'")
-        # DuckDB's allocator (jemalloc) hands freed memory back to the system only when a later allocation in the
-        # same thread gets round to it; its background threads do it within seconds. A run's writer frees a part's
-        # rows after each store and then sits idle while the next part is extracted: with them, the flow process
-        # held ~16 MB less through a 5,000-page backfill, at no measurable CPU (BENCHMARKS.md). Process-wide.
-        con.execute("SET allocator_background_threads = true")
         for statement in load_sql(loc):
             con.execute(statement)
         con.execute(attach_sql(loc, read_only=read_only))
